@@ -1,0 +1,345 @@
+"""THE ONLY place a hyperparameter string becomes a typed value.
+
+sources (hyperparameters.json / SM_HPS inside SageMaker, else argv) -> (key, value) items -> names translated
+(compat.py) -> tokens rendered by the kind of the target field -> one HfArgumentParser call over
+(JobArgs, Task.Args, TrainingArguments or Seq2SeqTrainingArguments).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import logging
+import sys
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, NoReturn
+
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
+
+from sm_train import compat
+from sm_train.env import SageMakerEnv, is_reserved
+from sm_train.errors import ConfigError
+from sm_train.redact import redact_mapping, show
+from sm_train.tasks import Task, get_task
+
+logger = logging.getLogger(__name__)
+
+TRUE_STRINGS = ("true", "1", "yes", "y", "t")
+FALSE_STRINGS = ("false", "0", "no", "n", "f")
+# A value that means "not set": the key is dropped and the default applies. "none" (lower case) is a real value
+# for report_to, so only these exact spellings count.
+UNSET_STRINGS = ("", "None", "null")
+
+
+@dataclass
+class JobArgs:
+    """Where the job reads its model and data, and how it resumes. Task knobs live in the task's Args."""
+
+    task: str = field(
+        default="text-classification",
+        metadata={"help": "The task to train (see Tasks in the README), or 'module:Class' for your own."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub model id or local path. Default: the 'model' channel when the job has one."},
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Training file or directory (overrides the train channel)."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Evaluation file or directory (overrides the validation/test channel)."}
+    )
+    test_file: str | None = field(default=None, metadata={"help": "Evaluation file or directory when no validation_file."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hugging Face Hub dataset (needs network)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
+    resume: str = field(
+        default="auto",
+        metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
+    )
+
+
+@dataclass
+class Config:
+    """The typed job: what every later stage reads."""
+
+    job: JobArgs
+    task_args: Any
+    training_args: TrainingArguments
+    task_cls: type[Task]
+    hyperparameters: dict[str, Any]  # the user's values after translation (unredacted: use redacted())
+    explicit: frozenset[str]  # target names the user set, to tell "false" from "left at its default"
+
+    def redacted(self) -> dict[str, Any]:
+        return redact_mapping(self.hyperparameters)
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors become ConfigError instead of SystemExit(2)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.replace("argument --", "hyperparameter ").replace("unrecognized arguments", "unknown")
+        raise ConfigError(f"Invalid hyperparameter value: {message}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sources -> items
+
+
+def normalize_key(key: str) -> str:
+    """'--Learning-Rate' -> 'learning_rate'."""
+    return key.lstrip("-").strip().replace("-", "_").lower()
+
+
+def argv_items(argv: Sequence[str]) -> list[tuple[str, Any]]:
+    """`--key value [value ...]`, `--key=value`, `-k value` and value-less `--flag` -> (key, str | list | None)."""
+    items: list[tuple[str, Any]] = []
+    values: list[str] = []
+    key: str | None = None
+
+    def flush() -> None:
+        if key is not None:
+            items.append((key, None if not values else values[0] if len(values) == 1 else list(values)))
+
+    for token in argv:
+        is_key = token.startswith("-") and len(token) > 1 and not _is_number(token)
+        if is_key:
+            flush()
+            key, values = token, []
+            if "=" in token:
+                key, value = token.split("=", 1)
+                values.append(value)
+        elif key is None:
+            raise ConfigError(f"Unexpected argument {token!r}: hyperparameters are passed as --name value.")
+        else:
+            values.append(token)
+    flush()
+    return items
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def source_items(env: SageMakerEnv, argv: Sequence[str]) -> list[tuple[str, Any]]:
+    """Inside SageMaker the hyperparameters file/SM_HPS is the only source: argv is a lossy, and with toolkit 5.1.1
+    shell-mangled, copy of it. Outside SageMaker argv is the source."""
+    if env.hyperparameters is not None:
+        if argv:
+            logger.debug("ignoring argv %s: hyperparameters come from %s", list(argv), env.hyperparameters_source)
+        return list(env.hyperparameters.items())
+    return argv_items(argv)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# items -> tokens
+
+
+def _kinds(parser: HfArgumentParser, dataclass_types: Iterable[type]) -> dict[str, str]:
+    """Field name -> bool | list | dict | scalar, read from the schema itself."""
+    dict_fields = set()
+    for dc in dataclass_types:
+        hints = typing.get_type_hints(dc)
+        dict_fields |= {f.name for f in fields(dc) if "dict" in str(hints.get(f.name, ""))}
+    kinds = {}
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        if action.dest in dict_fields:
+            kinds[action.dest] = "dict"
+        elif action.type is string_to_bool:
+            kinds[action.dest] = "bool"
+        elif action.nargs in ("+", "*"):
+            kinds[action.dest] = "list"
+        else:
+            kinds[action.dest] = "scalar"
+    return kinds
+
+
+def _as_list(key: str, value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    text = str(value).strip()
+    if text.startswith("["):
+        # JSON, or the toolkit's Python repr of a list: "['a', 'b']".
+        for loads in (json.loads, ast.literal_eval):
+            try:
+                parsed = loads(text)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, list):
+                return parsed
+        raise ConfigError(f"Hyperparameter '{key}': {text!r} is not a list; pass a JSON list such as [\"a\", \"b\"].")
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _as_dict_token(key: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value)
+    text = str(value).strip()
+    if text.startswith("{"):
+        try:
+            json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"Hyperparameter '{key}': {text!r} is not valid JSON ({e}); pass a JSON object.") from e
+        return text
+    if "=" in text and not text.endswith(".json"):
+        # The toolkit renders a dict on argv as k=v,k2=v2 with str() values.
+        parsed = {}
+        for pair in text.split(","):
+            k, sep, v = pair.partition("=")
+            if not sep:
+                raise ConfigError(f"Hyperparameter '{key}': cannot read {text!r}; pass a JSON object.")
+            try:
+                parsed[k.strip()] = ast.literal_eval(v.strip())
+            except (ValueError, SyntaxError):
+                parsed[k.strip()] = v.strip()
+        return json.dumps(parsed)
+    return text  # a path to a JSON file (deepspeed, fsdp_config, ...)
+
+
+def _scalar_token(key: str, value: Any) -> str:
+    if isinstance(value, list | dict):
+        raise ConfigError(f"Hyperparameter '{key}' takes a single value, got {show(key, value)!r}.")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _bool_token(key: str, value: Any) -> str:
+    if value is None:  # a value-less --flag on the command line
+        return "true"
+    text = str(value).strip().lower()
+    if text in TRUE_STRINGS:
+        return "true"
+    if text in FALSE_STRINGS:
+        return "false"
+    raise ConfigError(f"Hyperparameter '{key}' must be a boolean (true/false/1/0/yes/no), got {value!r}.")
+
+
+def render(key: str, value: Any, kind: str) -> list[str]:
+    """The tokens for one hyperparameter; an empty list drops it (the default applies)."""
+    if kind == "bool":
+        return [f"--{key}", _bool_token(key, value)]
+    if value is None:
+        raise ConfigError(f"Hyperparameter '{key}' needs a value.")
+    if isinstance(value, str) and value.strip() in UNSET_STRINGS:
+        return []
+    if kind == "list":
+        items = [_scalar_token(key, v) for v in _as_list(key, value)]
+        return [f"--{key}", *items] if items else []
+    if kind == "dict":
+        return [f"--{key}", _as_dict_token(key, value)]
+    return [f"--{key}", _scalar_token(key, value)]
+
+
+def _unknown(key: str, known: Iterable[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else " See the hyperparameter reference in the README."
+    return ConfigError(f"Unknown hyperparameter '{key}'.{hint}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the parse
+
+
+def sagemaker_defaults(env: SageMakerEnv) -> dict[str, Any]:
+    """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138)."""
+    return {
+        "output_dir": str(env.checkpoint_dir),
+        "save_total_limit": 2,
+        "report_to": "none",
+        # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
+        "disable_tqdm": not sys.stdout.isatty(),
+    }
+
+
+def _task_name(items: Iterable[tuple[str, Any]]) -> str:
+    names = [v for k, v in items if normalize_key(k) == "task" and v not in (None, "")]
+    return str(names[-1]) if names else JobArgs.task
+
+
+def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
+    """Typed Config from hyperparameter items. Raises ConfigError with a specific reason."""
+    task_cls = get_task(_task_name(items))
+    dataclass_types = (JobArgs, task_cls.Args, task_cls.training_args_class)
+    parser = _Parser(dataclass_types)
+    kinds = _kinds(parser, dataclass_types)
+
+    values: dict[str, Any] = {}
+    for raw_key, raw_value in items:
+        key = normalize_key(raw_key)
+        if is_reserved(key):
+            continue
+        translated = compat.translate(key, raw_value, kinds)
+        if translated is None:
+            continue
+        key, value = translated
+        if key not in kinds:
+            raise _unknown(key, kinds)
+        values[key] = value
+
+    user_output_dir = values.pop("output_dir", None)
+    if user_output_dir not in (None, "", str(env.checkpoint_dir)):
+        logger.info(
+            "output_dir=%s is not used: checkpoints go to %s and the final model to %s",
+            user_output_dir,
+            env.checkpoint_dir,
+            env.model_dir,
+        )
+    if values.get("model_name_or_path") in (None, "") and "model" in env.channels:
+        values["model_name_or_path"] = str(env.channels["model"])
+        logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
+
+    merged = {**sagemaker_defaults(env), **task_cls.training_defaults, **values}
+    tokens = [token for key, value in merged.items() for token in render(key, value, kinds[key])]
+    try:
+        job, task_args, training_args = parser.parse_args_into_dataclasses(
+            args=tokens, look_for_args_file=False
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"Invalid training arguments: {e}") from e
+    _validate(job, training_args)
+    logger.info("hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str))
+    return Config(job, task_args, training_args, task_cls, values, frozenset(values))
+
+
+def _validate(job: JobArgs, args: TrainingArguments) -> None:
+    """Values HfArgumentParser types correctly but Trainer would only reject deep inside a run."""
+    positive = {
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "per_device_eval_batch_size": args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_train_samples": job.max_train_samples,
+        "max_eval_samples": job.max_eval_samples,
+    }
+    for name, value in positive.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {value}.")
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise ConfigError(
+            f"Nothing to train: num_train_epochs={args.num_train_epochs} and max_steps={args.max_steps}; "
+            "set num_train_epochs > 0 or max_steps > 0."
+        )
+    if args.learning_rate < 0:
+        raise ConfigError(f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.")
+
+
+def load(env: SageMakerEnv, argv: Sequence[str]) -> Config:
+    return parse(source_items(env, argv), env)
+
+
+def hyperparameter_reference(dataclass_type: type) -> list[tuple[str, str, str]]:
+    """(name, default, help) of each field, for the README's hyperparameter reference."""
+    rows = []
+    for f in fields(dataclass_type):
+        default = "" if f.default in (MISSING, None) else f"`{f.default}`"
+        rows.append((f.name, default, f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,199 @@
+"""Channels, files or a Hub dataset -> DatasetDict with a 'train' and/or an 'eval' split. No tokenization here.
+
+Formats inside a channel dir: csv, tsv, json (records or an array), jsonl, parquet, and save_to_disk dirs (a
+Dataset or a DatasetDict). A file that does not parse is reported with its name and line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from sm_train.errors import DataError
+
+if TYPE_CHECKING:
+    from sm_train.config import JobArgs
+    from sm_train.env import SageMakerEnv
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+EVAL_CHANNELS = ("validation", "test")
+EVAL_SPLITS = ("validation", "test")
+
+
+def _csv(path: Path, sep: str) -> pa.Table:
+    import pandas as pd
+
+    try:
+        # Only empty fields are missing: a label called "NA" or "null" stays a label.
+        frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path} is empty: a {sep!r}-separated file needs a header row and data rows.") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path} does not parse as {'TSV' if sep == chr(9) else 'CSV'}: {e}".strip()) from e
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _json_lines(path: Path, text: str) -> list[Any]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            raise DataError(f"{path} line {number} is not valid JSON ({e}); each line must be one JSON object.") from e
+    return rows
+
+
+def _json(path: Path, as_lines: bool) -> pa.Table:
+    text = path.read_text(encoding="utf-8")
+    if as_lines:
+        rows: Any = _json_lines(path, text)
+    else:
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg != "Extra data":
+                raise DataError(f"{path} line {e.lineno} column {e.colno} is not valid JSON: {e.msg}.") from e
+            rows = _json_lines(path, text)  # JSON lines saved with a .json name (Dataset.to_json does that)
+    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
+        rows = rows["data"]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(
+            f"{path}: expected JSON records (one object per line, or an array of objects), "
+            f"found {type(rows).__name__}."
+        )
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DataError(f"{path}: the rows do not share one schema ({e}); give each column a single type.") from e
+
+
+def _parquet(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path} is not a readable parquet file: {e}") from e
+
+
+def read_file(path: Path) -> pa.Table:
+    kind = FORMATS.get(path.suffix.lower())
+    try:
+        if kind in ("csv", "tsv"):
+            return _csv(path, "\t" if kind == "tsv" else ",")
+        if kind in ("json", "jsonl"):
+            return _json(path, as_lines=kind == "jsonl")
+        if kind == "parquet":
+            return _parquet(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e}).") from e
+    raise DataError(f"{path}: unsupported file type; use one of {', '.join(FORMATS)} or a save_to_disk folder.")
+
+
+def _data_files(directory: Path) -> list[Path]:
+    files = [
+        p
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    ]
+    data = [p for p in files if p.suffix.lower() in FORMATS]
+    if not data:
+        found = ", ".join(p.name for p in files[:10]) or "nothing"
+        raise DataError(
+            f"No data files in {directory} (found: {found}). "
+            f"Put {', '.join(FORMATS)} files or a save_to_disk folder in the channel."
+        )
+    kinds = {FORMATS[p.suffix.lower()] for p in data}
+    if len(kinds) > 1:
+        raise DataError(f"{directory} mixes file types ({', '.join(sorted(kinds))}); keep one format per channel.")
+    return data
+
+
+def load_path(path: Path) -> Dataset | DatasetDict:
+    """A file, a folder of files of one format, or a save_to_disk folder."""
+    if not path.exists():
+        raise DataError(f"{path} does not exist.")
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        return load_from_disk(str(path))
+    files = _data_files(path) if path.is_dir() else [path]
+    tables = [read_file(f) for f in files]
+    try:
+        table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DataError(f"The files in {path} do not share one set of columns and types: {e}") from e
+    return Dataset(table)
+
+
+def _pick(data: Dataset | DatasetDict, names: tuple[str, ...], where: str) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    for name in names:
+        if name in data:
+            return data[name]
+    raise DataError(f"{where} holds splits {list(data)}; expected one of {list(names)}.")
+
+
+def _hub(job: JobArgs) -> DatasetDict:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(job.dataset_name, job.dataset_config_name)
+    except Exception as e:  # datasets raises many types here: the reason is what matters
+        raise DataError(f"Could not load dataset_name={job.dataset_name!r} from the Hugging Face Hub: {e}") from e
+
+
+def load_raw(job: JobArgs, env: SageMakerEnv) -> DatasetDict:
+    """The job's 'train' and 'eval' splits: explicit files > channels > dataset_name."""
+    raw: dict[str, Dataset] = {}
+    sources: dict[str, str] = {}
+    train_source: Dataset | DatasetDict | None = None
+    if job.train_file:
+        train_source, sources["train"] = load_path(Path(job.train_file)), job.train_file
+    elif "train" in env.channels:
+        train_source, sources["train"] = load_path(env.channels["train"]), "the train channel"
+    hub = _hub(job) if job.dataset_name else None
+    if train_source is None and hub is not None:
+        train_source, sources["train"] = hub, f"dataset {job.dataset_name}"
+    if train_source is not None:
+        raw["train"] = _pick(train_source, ("train",), sources["train"])
+
+    eval_file = job.validation_file or job.test_file
+    eval_channel = next((c for c in EVAL_CHANNELS if c in env.channels), None)
+    if eval_file:
+        raw["eval"], sources["eval"] = _pick(load_path(Path(eval_file)), EVAL_SPLITS, eval_file), eval_file
+    elif eval_channel:
+        where = f"the {eval_channel} channel"
+        raw["eval"], sources["eval"] = _pick(load_path(env.channels[eval_channel]), EVAL_SPLITS, where), where
+    else:
+        # A DatasetDict (save_to_disk or the Hub) may carry its own evaluation split.
+        holder = hub if hub is not None else train_source
+        if isinstance(holder, DatasetDict):
+            split = next((s for s in EVAL_SPLITS if s in holder), None)
+            if split:
+                raw["eval"], sources["eval"] = holder[split], f"the {split} split of {sources['train']}"
+
+    limits = {"train": job.max_train_samples, "eval": job.max_eval_samples}
+    for split, dataset in list(raw.items()):
+        if len(dataset) == 0:
+            raise DataError(f"The {split} data from {sources[split]} has no rows.")
+        if limits[split] is not None and limits[split] < len(dataset):
+            raw[split] = dataset.select(range(limits[split]))
+        logger.info("%s data: %d rows from %s, columns %s", split, len(raw[split]), sources[split], raw[split].column_names)
+    return DatasetDict(raw)
+
+
+def missing_train_message(env: SageMakerEnv) -> str:
+    present = ", ".join(sorted(env.channels)) or "none"
+    return (
+        "No training data: give the job a 'train' channel (estimator.fit({'train': 's3://...'})) or set the "
+        f"train_file or dataset_name hyperparameter. Channels present: {present}."
+    )

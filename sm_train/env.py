@@ -1,0 +1,178 @@
+"""A frozen snapshot of the SageMaker training environment: SM_* variables and the /opt/ml files.
+
+This module only reads. It never creates directories, starts processes or calls AWS. The root `/opt/ml` is
+relocatable with SAGEMAKER_BASE_DIR exactly as the sagemaker-training toolkit does it, so every path follows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT = "/opt/ml"
+# Keys the toolkit consumes itself (sagemaker_training/params.py); they never reach the user script as
+# hyperparameters. Any other `sagemaker_*` key is a framework parameter (SM_FRAMEWORK_PARAMS).
+RESERVED_KEYS = frozenset(
+    {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_enable_cloudwatch_metrics",
+        "sagemaker_region",
+        "sagemaker_container_log_level",
+        "sagemaker_job_name",
+        "default_user_module_name",
+        "_tuning_objective_metric",
+        "sagemaker_s3_output",
+    }
+)
+
+
+def is_reserved(key: str) -> bool:
+    """True for keys SageMaker reserves for itself: never user hyperparameters."""
+    return key in RESERVED_KEYS or key.startswith("sagemaker_")
+
+
+def decode_value(value: Any) -> Any:
+    """Decode one hyperparameters.json value as the toolkit does: json.loads when it parses, else the raw string.
+
+    SDK v2 json-encodes every value ('"bert"', '3', 'true'); SDK v3 and boto3 send raw strings ('bert', '3').
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+@dataclass(frozen=True)
+class SageMakerEnv:
+    """Everything a training job learns from its surroundings, read once."""
+
+    root: Path
+    model_dir: Path
+    output_dir: Path
+    output_data_dir: Path
+    input_config_dir: Path
+    checkpoint_dir: Path
+    # The user's hyperparameters, typed by json.loads, reserved keys removed; None when not inside SageMaker.
+    hyperparameters: Mapping[str, Any] | None
+    hyperparameters_source: str
+    channels: Mapping[str, Path] = field(default_factory=dict)
+    framework_params: Mapping[str, Any] = field(default_factory=dict)
+    hosts: tuple[str, ...] = ("algo-1",)
+    current_host: str = "algo-1"
+    num_gpus: int = 0
+    num_cpus: int = 1
+    job_name: str | None = None
+    training_env: Mapping[str, Any] = field(default_factory=dict)
+    resource_config: Mapping[str, Any] = field(default_factory=dict)
+    input_data_config: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint_config: Mapping[str, Any] | None = None
+
+    @property
+    def in_sagemaker(self) -> bool:
+        return self.hyperparameters is not None
+
+    @property
+    def checkpoints_synced(self) -> bool:
+        """SageMaker syncs the checkpoint dir with S3 only when the job has a CheckpointConfig."""
+        return self.checkpoint_config is not None
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _json_var(environ: Mapping[str, str], name: str, default: Any) -> Any:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return default
+
+
+def _int_var(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _hyperparameters(environ: Mapping[str, str], config_dir: Path) -> tuple[dict[str, Any] | None, dict, str]:
+    """User hyperparameters, framework params and where they came from.
+
+    hyperparameters.json is the platform's own copy (every value a string); SM_HPS is the toolkit's decoded copy of
+    the same file. argv is never a source here: toolkit 5.1.1 (in today's DLCs) passes it through /bin/sh.
+    """
+    path = config_dir / "hyperparameters.json"
+    raw = _read_json(path)
+    if isinstance(raw, dict):
+        decoded = {str(k): decode_value(v) for k, v in raw.items()}
+        user = {k: v for k, v in decoded.items() if not is_reserved(k)}
+        framework = {k: v for k, v in decoded.items() if k.startswith("sagemaker_") and k not in RESERVED_KEYS}
+        return user, framework, str(path)
+    framework = _json_var(environ, "SM_FRAMEWORK_PARAMS", {})
+    if "SM_HPS" in environ:
+        hps = _json_var(environ, "SM_HPS", {})
+        return {k: v for k, v in hps.items() if not is_reserved(k)}, framework, "SM_HPS"
+    return None, framework, "argv"
+
+
+def _channels(environ: Mapping[str, str], root: Path, input_data_config: Mapping[str, Any]) -> dict[str, Path]:
+    """Channel name -> directory: SM_CHANNELS/SM_CHANNEL_*, else inputdataconfig.json, else input/data/* dirs."""
+    data_dir = root / "input" / "data"
+    names = _json_var(environ, "SM_CHANNELS", None)
+    if isinstance(names, list):
+        return {n: Path(environ.get(f"SM_CHANNEL_{n.upper()}", data_dir / n)) for n in names}
+    if input_data_config:
+        return {n: data_dir / n for n in input_data_config}
+    if data_dir.is_dir():
+        return {p.name: p for p in sorted(data_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    return {}
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
+    """Build the snapshot from `environ` (default: os.environ) and the files under the root."""
+    environ = os.environ if environ is None else environ
+    root = Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_ROOT))
+    config_dir = Path(environ.get("SM_INPUT_CONFIG_DIR", root / "input" / "config"))
+    output_dir = Path(environ.get("SM_OUTPUT_DIR", root / "output"))
+    resource_config = _read_json(config_dir / "resourceconfig.json") or {}
+    input_data_config = _read_json(config_dir / "inputdataconfig.json") or {}
+    checkpoint_config = _read_json(config_dir / "checkpointconfig.json")
+    # There is no SM_CHECKPOINT_DIR by design (amazon-sagemaker-examples#836): LocalPath is the only source.
+    checkpoint_dir = Path((checkpoint_config or {}).get("LocalPath") or root / "checkpoints")
+    hyperparameters, framework_params, source = _hyperparameters(environ, config_dir)
+    training_env = _json_var(environ, "SM_TRAINING_ENV", {})
+    hosts = _json_var(environ, "SM_HOSTS", None) or resource_config.get("hosts") or ["algo-1"]
+    return SageMakerEnv(
+        root=root,
+        model_dir=Path(environ.get("SM_MODEL_DIR", root / "model")),
+        output_dir=output_dir,
+        output_data_dir=Path(environ.get("SM_OUTPUT_DATA_DIR", output_dir / "data")),
+        input_config_dir=config_dir,
+        checkpoint_dir=checkpoint_dir,
+        hyperparameters=hyperparameters,
+        hyperparameters_source=source,
+        channels=_channels(environ, root, input_data_config),
+        framework_params=framework_params,
+        hosts=tuple(hosts),
+        current_host=environ.get("SM_CURRENT_HOST") or resource_config.get("current_host") or hosts[0],
+        num_gpus=_int_var(environ, "SM_NUM_GPUS", 0),
+        num_cpus=_int_var(environ, "SM_NUM_CPUS", os.cpu_count() or 1),
+        job_name=environ.get("TRAINING_JOB_NAME") or training_env.get("job_name") or None,
+        training_env=training_env,
+        resource_config=resource_config,
+        input_data_config=input_data_config,
+        checkpoint_config=checkpoint_config,
+    )

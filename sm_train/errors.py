@@ -1,0 +1,13 @@
+"""Errors the user can fix. Their message is the failure reason: what is wrong, where, and how to fix it."""
+
+
+class UserError(Exception):
+    """A problem with the job's input (hyperparameters, data, model path) rather than a bug."""
+
+
+class ConfigError(UserError):
+    """A hyperparameter is unknown, mistyped or inconsistent."""
+
+
+class DataError(UserError):
+    """A channel, file, column or label is missing or malformed."""

@@ -1,0 +1,81 @@
+"""Local metric functions, and the metric line format side by side with the regexes that read it back.
+
+One metric per line, `[metric] <name> = <value>`, value last: the seed notebooks' regexes (`eval_loss.*=\\D*(.*?)$`)
+and our own metric_definitions() both capture it. Values are Python reprs, so 5e-05 keeps its exponent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+PREFIX = "[metric]"
+# A number as repr() prints it (scientific notation, negatives) or nan/inf.
+VALUE_REGEX = r"(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|-?nan|-?inf)"
+MAX_DEFINITIONS = 40  # AlgorithmSpecification.MetricDefinitions limit
+MAX_REGEX_LENGTH = 500
+
+TRAINING_LOG_NAMES = ("loss", "grad_norm", "learning_rate", "epoch")
+TRAIN_RESULT_NAMES = ("train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
+EVAL_RESULT_NAMES = ("loss", "runtime", "samples_per_second", "steps_per_second")
+
+
+def format_value(value: Any) -> str | None:
+    """The printed form of a metric value; None for values that are not numbers."""
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        return "nan" if math.isnan(value) else repr(value)
+    return None
+
+
+def metric_lines(metrics: Mapping[str, Any]) -> str:
+    """All numeric metrics of one log event as lines; the caller writes them in a single write."""
+    lines = []
+    for name, value in metrics.items():
+        text = format_value(value)
+        if text is not None and re.fullmatch(r"\w+", name):
+            lines.append(f"{PREFIX} {name} = {text}\n")
+    return "".join(lines)
+
+
+def metric_regex(name: str) -> str:
+    return rf"\[metric\] {name} = {VALUE_REGEX}"
+
+
+def metric_names(task_metrics: Iterable[str]) -> list[str]:
+    """Every metric name a job of a task with these compute_metrics names logs."""
+    evals = [f"eval_{m}" for m in (*EVAL_RESULT_NAMES, *task_metrics)]
+    return list(dict.fromkeys([*TRAINING_LOG_NAMES, *TRAIN_RESULT_NAMES, *evals]))
+
+
+def metric_definitions(task_metrics: Iterable[str]) -> list[dict[str, str]]:
+    """The estimator's metric_definitions, built from the same constants that format the lines."""
+    definitions = [{"Name": name, "Regex": metric_regex(name)} for name in metric_names(task_metrics)]
+    assert len(definitions) <= MAX_DEFINITIONS
+    assert all(len(d["Regex"]) <= MAX_REGEX_LENGTH for d in definitions)
+    return definitions
+
+
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    """accuracy, and f1/precision/recall: binary (positive = label id 1) for 2 labels, macro otherwise."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    average = "binary" if num_labels == 2 else "macro"
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, average=average, labels=list(range(num_labels)) if average == "macro" else None,
+        zero_division=0,
+    )
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+    }

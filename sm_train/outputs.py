@@ -1,0 +1,152 @@
+"""Files written beside the model: results JSON, the model card, the resolved configuration, and the tokenizer
+class fix that lets today's (transformers 4.x) inference containers load what transformers 5 saved."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import shutil
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sm_train.redact import redact_mapping
+
+logger = logging.getLogger(__name__)
+
+# Written by Trainer.save_model but not part of a deployable model: a pickle of the arguments (hub_token included).
+NOT_DEPLOYABLE = ("training_args.bin",)
+PACKAGES = ("sm_train", "transformers", "torch", "datasets", "accelerate", "tokenizers", "safetensors", "scikit-learn")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def write_results(directories: Iterable[Path], train: Mapping[str, Any], evaluation: Mapping[str, Any]) -> None:
+    """train_results.json, eval_results.json and all_results.json, as the transformers example scripts name them."""
+    for directory in directories:
+        if train:
+            write_json(directory / "train_results.json", dict(train))
+        if evaluation:
+            write_json(directory / "eval_results.json", dict(evaluation))
+        write_json(directory / "all_results.json", {**train, **evaluation})
+
+
+def make_deployable(model_dir: Path) -> None:
+    """Remove non-model files and write a tokenizer class that transformers 4.x knows.
+
+    transformers 5 saves `"tokenizer_class": "TokenizersBackend"`, which 4.57 (the SageMaker inference toolkit's
+    transformers) cannot load; PreTrainedTokenizerFast reads the same tokenizer.json on both.
+    """
+    for name in NOT_DEPLOYABLE:
+        (model_dir / name).unlink(missing_ok=True)
+    config_path = model_dir / "tokenizer_config.json"
+    if not config_path.is_file():
+        return
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    tokenizer_class = config.get("tokenizer_class") or ""
+    if tokenizer_class.endswith("Backend") and (model_dir / "tokenizer.json").is_file():
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        logger.info("tokenizer_class %s written as PreTrainedTokenizerFast for transformers 4.x", tokenizer_class)
+
+
+def resolved_config(cfg: Any, task_facts: Mapping[str, Any], env: Any) -> dict[str, Any]:
+    """Everything this job ran with: hyperparameters as given, as parsed, the environment and package versions."""
+    training = redact_mapping(cfg.training_args.to_dict())
+    return {
+        "task": cfg.task_cls.name,
+        "hyperparameters": cfg.redacted(),
+        "hyperparameters_source": env.hyperparameters_source,
+        "job": redact_mapping(dataclasses.asdict(cfg.job)),
+        "task_args": redact_mapping(dataclasses.asdict(cfg.task_args)),
+        "training_args": training,
+        "task_facts": dict(task_facts),
+        "environment": {
+            "hosts": list(env.hosts),
+            "current_host": env.current_host,
+            "num_gpus": env.num_gpus,
+            "num_cpus": env.num_cpus,
+            "job_name": env.job_name,
+            "model_dir": str(env.model_dir),
+            "checkpoint_dir": str(env.checkpoint_dir),
+        },
+        "versions": versions(),
+    }
+
+
+def _table(rows: Mapping[str, Any], header: tuple[str, str]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def model_card(
+    *,
+    task: str,
+    base_model: str,
+    sizes: Mapping[str, int],
+    hyperparameters: Mapping[str, Any],
+    train: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    task_facts: Mapping[str, Any],
+) -> str:
+    """A README.md: what was trained from what, on how much data, with which settings, and how well."""
+    is_hub_id = not base_model.startswith(("/", ".", "~"))
+    front = ["---", "library_name: transformers", f"pipeline_tag: {task}", "tags:", "- sm_train", "- sagemaker"]
+    if is_hub_id:
+        front.append(f"base_model: {base_model}")
+    front.append("---")
+    sections = [
+        "\n".join(front),
+        f"# {task} model fine-tuned with sm_train",
+        f"- Task: `{task}`\n- Base model: `{base_model}`\n"
+        + "".join(f"- {split.capitalize()} rows: {count}\n" for split, count in sizes.items()),
+    ]
+    if task_facts.get("labels"):
+        sections.append("## Labels\n\n" + ", ".join(f"`{label}`" for label in task_facts["labels"]))
+    sections.append("## Hyperparameters\n\n" + _table(redact_mapping(hyperparameters), ("name", "value")))
+    if train:
+        sections.append("## Training results\n\n" + _table(train, ("metric", "value")))
+    if evaluation:
+        sections.append("## Evaluation results\n\n" + _table(evaluation, ("metric", "value")))
+    sections.append("## Framework versions\n\n" + "\n".join(f"- {k} {v}" for k, v in versions().items()))
+    return "\n\n".join(sections) + "\n"
+
+
+class OutputGuard:
+    """Remembers what a directory held at the start so a failed job can remove everything it added."""
+
+    def __init__(self, directories: Iterable[Path]) -> None:
+        self.before = {d: set(d.iterdir()) if d.is_dir() else set() for d in directories}
+
+    def clean(self) -> None:
+        for directory, before in self.before.items():
+            if not directory.is_dir():
+                continue
+            for path in set(directory.iterdir()) - before:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)

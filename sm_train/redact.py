@@ -1,0 +1,36 @@
+"""Secrets never reach a log line, the failure file, the model card or a written config."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MASK = "***"
+_SECRET_PARTS = ("token", "secret", "password", "key")
+
+
+def is_secret_key(key: str) -> bool:
+    """Keys like hub_token, *token*, *secret*, *password*, *key* hold secrets."""
+    lowered = key.lower()
+    return any(part in lowered for part in _SECRET_PARTS)
+
+
+def show(key: str, value: Any) -> Any:
+    """The value as it may be shown for this key."""
+    return MASK if is_secret_key(key) and value not in (None, "") else value
+
+
+def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: show(k, v) for k, v in values.items()}
+
+
+def secret_values(pairs: Iterable[tuple[str, Any]]) -> list[str]:
+    """The string values of secret keys, longest first, to scrub from free text."""
+    found = {str(v) for k, v in pairs if is_secret_key(k) and v not in (None, "") and len(str(v)) >= 4}
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text

@@ -1,0 +1,141 @@
+"""The only code that touches Trainer: build it, resume, train, evaluate, save the deployable model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
+
+from sm_train import data, outputs
+from sm_train.callbacks import MetricLines
+from sm_train.checkpoint import resolve_resume
+from sm_train.config import Config
+from sm_train.env import SageMakerEnv
+from sm_train.errors import ConfigError, DataError
+from sm_train.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+
+def check_model_path(name: str | None) -> str:
+    """A local model path must be a saved model dir; anything else is taken as a Hub id."""
+    if not name:
+        raise ConfigError(
+            "model_name_or_path is required: pass a Hub model id or a local path, or give the job a 'model' channel."
+        )
+    path = Path(name).expanduser()
+    looks_local = path.is_absolute() or name.startswith((".", "~")) or path.exists()
+    if looks_local:
+        if not path.is_dir():
+            raise ConfigError(f"model_name_or_path={name!r} does not exist; pass a saved model directory or a Hub id.")
+        if not (path / "config.json").is_file():
+            found = ", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing"
+            raise ConfigError(
+                f"model_name_or_path={name!r} has no config.json (found: {found}); "
+                "point it at a directory written by save_pretrained."
+            )
+    return name
+
+
+def _load(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except OSError as e:
+        raise ConfigError(
+            f"Could not load the {what} from model_name_or_path={name!r}: {e}. Use a local path, a 'model' channel, "
+            "or a Hub id the job can reach."
+        ) from e
+
+
+def _splits(cfg: Config, env: SageMakerEnv) -> tuple[Any, bool, bool]:
+    """The raw data and whether to train and evaluate: both happen when their data exists, unless set false."""
+    args, explicit = cfg.training_args, cfg.explicit
+    do_train = args.do_train or "do_train" not in explicit
+    do_eval = args.do_eval or "do_eval" not in explicit
+    raw = data.load_raw(cfg.job, env)
+    if do_train and "train" not in raw:
+        raise DataError(data.missing_train_message(env))
+    if "do_eval" in explicit and args.do_eval and "eval" not in raw:
+        raise DataError(
+            "do_eval=true but there is no evaluation data: add a 'validation' or 'test' channel, or set "
+            "validation_file."
+        )
+    for split, wanted in (("train", do_train), ("eval", do_eval)):
+        if not wanted and split in raw:
+            del raw[split]
+    if not raw:
+        raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
+    return raw, do_train, "eval" in raw
+
+
+def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any]) -> Trainer:
+    trainer = task.trainer_class(
+        model=model,
+        args=cfg.training_args,
+        train_dataset=datasets.get("train"),
+        eval_dataset=datasets.get("eval"),
+        processing_class=tokenizer,
+        data_collator=task.collator(tokenizer, model),
+        compute_metrics=task.compute_metrics,
+        callbacks=[MetricLines()],
+    )
+    # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
+    """Train and/or evaluate, then save the model dir. Returns all results."""
+    args = cfg.training_args
+    model_name = check_model_path(cfg.job.model_name_or_path)
+    raw, do_train, do_eval = _splits(cfg, env)
+    task = cfg.task_cls(cfg.task_args)
+    task.prepare(raw)  # columns and labels are checked before the model is loaded
+
+    set_seed(args.seed)
+    tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
+    with args.main_process_first(desc="preprocessing"):
+        datasets = {split: task.preprocess(raw[split], tokenizer, training=split == "train") for split in raw}
+    model = _load(task.model_class, model_name, "model", **task.model_kwargs())
+    trainer = build_trainer(cfg, task, model, tokenizer, datasets)
+
+    train_results: dict[str, Any] = {}
+    eval_results: dict[str, Any] = {}
+    if do_train:
+        output = trainer.train(resume_from_checkpoint=resolve_resume(cfg.job.resume, Path(args.output_dir)))
+        train_results = {**output.metrics, "train_samples": len(datasets["train"])}
+    if do_eval:
+        eval_results = {**trainer.evaluate(), "eval_samples": len(datasets["eval"])}
+
+    trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
+    if trainer.is_world_process_zero():
+        sizes = {split: len(raw[split]) for split in raw}
+        _write_outputs(cfg, env, task, model_name, sizes, train_results, eval_results)
+    return {**train_results, **eval_results}
+
+
+def _write_outputs(
+    cfg: Config,
+    env: SageMakerEnv,
+    task: Task,
+    model_name: str,
+    sizes: dict[str, int],
+    train_results: dict[str, Any],
+    eval_results: dict[str, Any],
+) -> None:
+    outputs.make_deployable(env.model_dir)
+    outputs.write_results((env.model_dir, env.output_data_dir), train_results, eval_results)
+    outputs.write_json(env.output_data_dir / "sm_train_config.json", outputs.resolved_config(cfg, task.card(), env))
+    card = outputs.model_card(
+        task=cfg.task_cls.name,
+        base_model=model_name,
+        sizes=sizes,
+        hyperparameters=cfg.hyperparameters,
+        train=train_results,
+        evaluation=eval_results,
+        task_facts=task.card(),
+    )
+    (env.model_dir / "README.md").write_text(card, encoding="utf-8")
+    logger.info("model saved to %s", env.model_dir)

@@ -1,0 +1,45 @@
+"""The Task contract: what one kind of fine-tuning declares. Tasks never build a Trainer, resume, save or log
+metrics; runner.py does that for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from datasets import Dataset, DatasetDict
+from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+
+class Task:
+    """How raw rows become model inputs and how predictions are scored."""
+
+    name: ClassVar[str]
+    Args: ClassVar[type]  # dataclass of task hyperparameters (transformers-examples names)
+    model_class: ClassVar[Any]  # an Auto* model class
+    training_args_class: ClassVar[type[TrainingArguments]] = TrainingArguments
+    trainer_class: ClassVar[type[Trainer]] = Trainer
+    metric_names: ClassVar[tuple[str, ...]] = ()  # what compute_metrics returns, without the eval_ prefix
+    training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+
+    def prepare(self, raw: DatasetDict) -> None:
+        """Check columns and labels of the raw splits ('train', 'eval') before any model is loaded."""
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra from_pretrained arguments (label maps, ...)."""
+        return {}
+
+    def preprocess(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool) -> Dataset:
+        raise NotImplementedError
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Callable | None:
+        return None
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        raise NotImplementedError
+
+    def card(self) -> dict[str, Any]:
+        """Task facts for the model card and the resolved config (e.g. the label names)."""
+        return {}

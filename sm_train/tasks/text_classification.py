@@ -1,0 +1,161 @@
+"""Text classification: one text (or a pair) -> one label; labels may be strings or integers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from sm_train.errors import DataError
+from sm_train.metrics import classification_metrics
+from sm_train.tasks.base import Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TextClassificationArgs:
+    text_column: str | None = field(default=None, metadata={"help": "Text column. Default: 'text', else 'sentence'."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column (pairs)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column. Default: 'label', else 'labels'."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Truncate inputs to this many tokens. Default: min(512, tokenizer limit)."}
+    )
+
+
+def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hyperparameter: str, where: str) -> str:
+    """The column named by a hyperparameter, else the first default present; DataError listing the columns."""
+    columns = split.column_names
+    if given is not None:
+        if given in columns:
+            return given
+        raise DataError(f"{hyperparameter}={given!r}: no such column in the {where} data. Columns: {columns}.")
+    for name in defaults:
+        if name in columns:
+            return name
+    names = " or ".join(repr(d) for d in defaults)
+    raise DataError(
+        f"The {where} data has no {names} column (columns: {columns}); set the {hyperparameter} hyperparameter."
+    )
+
+
+def _null_count(split: Dataset, column: str) -> int:
+    return split.select_columns([column]).with_format("arrow")[:].column(0).null_count
+
+
+class TextClassification(Task):
+    name = "text-classification"
+    Args = TextClassificationArgs
+    model_class = AutoModelForSequenceClassification
+    metric_names = ("accuracy", "f1", "precision", "recall")
+
+    def prepare(self, raw: DatasetDict) -> None:
+        reference_split = "train" if "train" in raw else "eval"
+        reference = raw[reference_split]
+        self.pretokenized = "input_ids" in reference.column_names
+        columns: dict[str, str] = {}
+        for split_name, split in raw.items():
+            columns["label"] = find_column(split, self.args.label_column, ("label", "labels"), "label_column", split_name)
+            if not self.pretokenized:
+                columns["text"] = find_column(split, self.args.text_column, ("text", "sentence"), "text_column", split_name)
+                if self.args.text_pair_column:
+                    find_column(split, self.args.text_pair_column, (), "text_pair_column", split_name)
+            for column in columns.values():
+                nulls = _null_count(split, column)
+                if nulls:
+                    raise DataError(f"Column {column!r} of the {split_name} data has {nulls} empty values; fill or drop those rows.")
+        self.text_column = columns.get("text")
+        self.label_column = columns["label"]
+        feature = reference.features[self.label_column]
+        self.string_labels = False
+        if isinstance(feature, ClassLabel):
+            self.label_names = list(feature.names)
+            self.label2id: dict[Any, int] = {i: i for i in range(len(self.label_names))}
+        else:
+            values = self._label_values(reference, reference_split)
+            self.string_labels = any(isinstance(v, str) for v in values)
+            self.label_names = [str(v) for v in values]
+            self.label2id = {v: i for i, v in enumerate(values)}
+        if "eval" in raw and reference_split == "train":
+            eval_values = {self.label_key(v) for v in self._label_values(raw["eval"], "eval")}
+            unseen = sorted(v for v in eval_values if v not in self.label2id)
+            if unseen:
+                raise DataError(
+                    f"Evaluation labels {unseen[:10]} do not occur in the training data "
+                    f"(training labels: {self.label_names[:20]}); the model cannot predict them."
+                )
+        if len(self.label_names) < 2:
+            raise DataError(f"Column {self.label_column!r} has a single label {self.label_names}; need at least two.")
+        logger.info("%d labels: %s", len(self.label_names), self.label_names[:20])
+
+    def _label_values(self, split: Dataset, where: str) -> list[Any]:
+        values = split.unique(self.label_column)
+        if any(isinstance(v, float) for v in values):
+            if not all(float(v).is_integer() for v in values):
+                raise DataError(
+                    f"Column {self.label_column!r} of the {where} data holds non-integer numbers; text classification "
+                    "needs class labels (regression is not supported)."
+                )
+            values = [int(v) for v in values]
+        if any(isinstance(v, str) for v in values):
+            values = [str(v) for v in values]
+        if any(isinstance(v, list | dict) for v in values):
+            raise DataError(f"Column {self.label_column!r} holds lists or objects; expected one label per row.")
+        return sorted(set(values))
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.label_names),
+            "id2label": dict(enumerate(self.label_names)),
+            "label2id": {name: i for i, name in enumerate(self.label_names)},
+            # A base model that already has a classifier for other labels gets a new head, not a crash.
+            "ignore_mismatched_sizes": True,
+        }
+
+    def preprocess(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool) -> Dataset:
+        label_column, label2id, label_key = self.label_column, self.label2id, self.label_key
+        if self.pretokenized:
+            logger.info("the data is already tokenized (input_ids): using it as is")
+            return split.rename_column(label_column, "labels") if label_column != "labels" else split
+        limit = min(512, tokenizer.model_max_length)
+        max_length = self.args.max_seq_length or limit
+        if max_length > tokenizer.model_max_length:
+            logger.warning("max_seq_length=%d exceeds the model's %d tokens; using %d", max_length, limit, limit)
+            max_length = tokenizer.model_max_length
+        text, pair = self.text_column, self.args.text_pair_column
+
+        def encode(batch: dict[str, list]) -> dict[str, Any]:
+            texts = [str(t) for t in batch[text]]
+            pairs = [str(t) for t in batch[pair]] if pair else None
+            encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+            encoded["labels"] = [label2id[label_key(v)] for v in batch[label_column]]
+            return encoded
+
+        return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorWithPadding:
+        # Dynamic padding: each batch is padded to its own longest row, never every row to max_seq_length.
+        return DataCollatorWithPadding(tokenizer)
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return classification_metrics(np.argmax(logits, axis=-1), prediction.label_ids, len(self.label_names))
+
+    def card(self) -> dict[str, Any]:
+        return {"labels": self.label_names}
+
+    def label_key(self, value: Any) -> Any:
+        """A raw label as label2id knows it: 1.0 -> 1 (pandas floats), 1 -> '1' when the labels are strings."""
+        if isinstance(value, float):
+            value = int(value)
+        return str(value) if self.string_labels else value
