@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, NoReturn
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
@@ -33,6 +34,7 @@ FALSE_STRINGS = ("false", "0", "no", "n", "f")
 # A value that means "not set": the key is dropped and the default applies. "none" (lower case) is a real value
 # for report_to, so only these exact spellings count.
 UNSET_STRINGS = ("", "None", "null")
+NO_VALUE = "<no value>"  # a value-less --flag on the command line: true for a boolean, an error otherwise
 
 
 @dataclass
@@ -95,14 +97,14 @@ def normalize_key(key: str) -> str:
 
 
 def argv_items(argv: Sequence[str]) -> list[tuple[str, Any]]:
-    """`--key value [value ...]`, `--key=value`, `-k value` and value-less `--flag` -> (key, str | list | None)."""
+    """`--key value [value ...]`, `--key=value`, `-k value` and value-less `--flag` -> (key, str | list | NO_VALUE)."""
     items: list[tuple[str, Any]] = []
     values: list[str] = []
     key: str | None = None
 
     def flush() -> None:
         if key is not None:
-            items.append((key, None if not values else values[0] if len(values) == 1 else list(values)))
+            items.append((key, NO_VALUE if not values else values[0] if len(values) == 1 else list(values)))
 
     for token in argv:
         is_key = token.startswith("-") and len(token) > 1 and not _is_number(token)
@@ -214,7 +216,7 @@ def _scalar_token(key: str, value: Any) -> str:
 
 
 def _bool_token(key: str, value: Any) -> str:
-    if value is None:  # a value-less --flag on the command line
+    if value is NO_VALUE:
         return "true"
     text = str(value).strip().lower()
     if text in TRUE_STRINGS:
@@ -226,12 +228,12 @@ def _bool_token(key: str, value: Any) -> str:
 
 def render(key: str, value: Any, kind: str) -> list[str]:
     """The tokens for one hyperparameter; an empty list drops it (the default applies)."""
+    if value is None or (isinstance(value, str) and value.strip() in UNSET_STRINGS):
+        return []
     if kind == "bool":
         return [f"--{key}", _bool_token(key, value)]
-    if value is None:
+    if value is NO_VALUE:
         raise ConfigError(f"Hyperparameter '{key}' needs a value.")
-    if isinstance(value, str) and value.strip() in UNSET_STRINGS:
-        return []
     if kind == "list":
         items = [_scalar_token(key, v) for v in _as_list(key, value)]
         return [f"--{key}", *items] if items else []
@@ -258,6 +260,8 @@ def sagemaker_defaults(env: SageMakerEnv) -> dict[str, Any]:
         "report_to": "none",
         # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
         "disable_tqdm": not sys.stdout.isatty(),
+        # Pinned memory only helps a GPU; on CPU it only prints a warning per dataloader.
+        "dataloader_pin_memory": torch.cuda.is_available(),
     }
 
 

@@ -86,6 +86,19 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
     return trainer
 
 
+def _final_evaluation(trainer: Trainer) -> dict[str, Any] | None:
+    """The evaluation Trainer already ran at the last step (eval_strategy=epoch does), to avoid running it twice.
+
+    Not reused with load_best_model_at_end: the final model is then the best one, not the last one evaluated.
+    """
+    if trainer.args.load_best_model_at_end:
+        return None
+    evaluations = [entry for entry in trainer.state.log_history if "eval_runtime" in entry]
+    if not evaluations or evaluations[-1].get("step") != trainer.state.global_step:
+        return None
+    return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
+
+
 def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     """Train and/or evaluate, then save the model dir. Returns all results."""
     args = cfg.training_args
@@ -107,7 +120,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         output = trainer.train(resume_from_checkpoint=resolve_resume(cfg.job.resume, Path(args.output_dir)))
         train_results = {**output.metrics, "train_samples": len(datasets["train"])}
     if do_eval:
-        eval_results = {**trainer.evaluate(), "eval_samples": len(datasets["eval"])}
+        eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(datasets["eval"])}
 
     trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
     if trainer.is_world_process_zero():

@@ -1,0 +1,150 @@
+"""Fake /opt/ml trees and the two ways to run a job on them: in-process, and through the real SageMaker toolkit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_FILES = ("sm_train", "scripts", "pyproject.toml", "requirements.txt")
+
+
+@dataclass
+class Job:
+    """An /opt/ml tree and, after a run, what the job printed and returned."""
+
+    root: Path
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.root / "output" / "data"
+
+    @property
+    def failure(self) -> str | None:
+        path = self.root / "output" / "failure"
+        return path.read_text() if path.exists() else None
+
+    def results(self, name: str = "all_results.json") -> dict[str, Any]:
+        return json.loads((self.model_dir / name).read_text())
+
+
+def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write rows as csv, tsv, jsonl, json or parquet, by the file's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".csv", ".tsv"):
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t" if path.suffix == ".tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(list(rows)), encoding="utf-8")
+    elif path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(list(rows)), path)
+    else:
+        raise ValueError(path)
+    return path
+
+
+def make_tree(
+    base: Path,
+    hyperparameters: Mapping[str, Any],
+    channels: Mapping[str, Path | None] = (),  # type: ignore[assignment]
+    *,
+    source: Path | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Job:
+    """An /opt/ml tree with hyperparameters.json encoded as SDK v2 does (json.dumps of every value).
+
+    `channels` maps a channel name to a directory that is already filled in, or None to use root/input/data/<name>.
+    """
+    root = base / "opt" / "ml"
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    for name in ("model", "output/data", "code"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    encoded = {k: json.dumps(v) for k, v in hyperparameters.items()}
+    if source is not None:
+        encoded |= {
+            "sagemaker_program": json.dumps("scripts/train.py"),
+            "sagemaker_submit_directory": json.dumps(str(source)),
+            "sagemaker_container_log_level": "20",
+            "sagemaker_job_name": json.dumps("sm-train-test"),
+            "sagemaker_region": json.dumps("us-east-1"),
+        }
+    encoded |= {k: json.dumps(v) for k, v in (extra or {}).items()}
+    (config / "hyperparameters.json").write_text(json.dumps(encoded))
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+    )
+    data_config = {}
+    for name, directory in dict(channels).items():
+        target = root / "input" / "data" / name
+        if directory is not None and directory != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(directory, target_is_directory=True)
+        target.mkdir(parents=True, exist_ok=True)
+        data_config[name] = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+    (config / "inputdataconfig.json").write_text(json.dumps(data_config))
+    return Job(root)
+
+
+def source_tarball(directory: Path) -> Path:
+    """sourcedir.tar.gz of the repository, as the SageMaker SDK uploads source_dir."""
+    path = directory / "sourcedir.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name in SOURCE_FILES:
+            if (REPO / name).exists():
+                tar.add(REPO / name, arcname=name, filter=lambda t: None if "__pycache__" in t.name else t)
+    return path
+
+
+def job_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k != "SAGEMAKER_BASE_DIR"}
+    env |= {
+        "SAGEMAKER_BASE_DIR": str(root),
+        "PYTHONPATH": str(REPO / "tests" / "netguard"),
+    }
+    return env
+
+
+def run_toolkit(job: Job, timeout: int = 600) -> Job:
+    """Run the job through the real sagemaker-training toolkit with the PyTorch DLC launcher module."""
+    env = job_env(job.root) | {
+        "SM_STUDIO_LOCAL_MODE": "true",  # skips the toolkit's 15-minute wait for algo-1 in DNS
+        "TRAINING_JOB_NAME": "sm-train-test",
+        "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
+    }
+    train = Path(sys.executable).parent / "train"
+    done = subprocess.run([str(train)], env=env, capture_output=True, text=True, timeout=timeout)
+    job.returncode, job.stdout, job.stderr = done.returncode, done.stdout, done.stderr
+    return job
+
+
+def run_module(job: Job, argv: Sequence[str] = (), timeout: int = 600) -> Job:
+    """Run `python -m sm_train` on the tree, as our own container image will."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sm_train", *argv], env=job_env(job.root), capture_output=True, text=True,
+        timeout=timeout, cwd=REPO,
+    )
+    job.returncode, job.stdout, job.stderr = done.returncode, done.stdout, done.stderr
+    return job

@@ -1,0 +1,80 @@
+"""Tiny models and data built in-process: a WordPiece tokenizer trained on generated sentences and a 2-layer BERT.
+
+Nothing here touches the network. Builds take well under a second.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+POSITIVE = ("good", "great", "excellent", "wonderful", "love", "superb", "delightful", "brilliant")
+NEGATIVE = ("bad", "awful", "terrible", "boring", "hate", "dreadful", "poor", "horrible")
+NEUTRAL = ("film", "movie", "story", "actor", "plot", "scene", "music", "ending", "the", "a", "was", "is", "and",
+           "this", "that", "very", "quite", "really", "with", "of", "it", "director", "cast", "script")
+
+
+def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(text, 'pos' | 'neg') rows whose label is given by the sentiment words they contain."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 10))]
+        for _ in range(rng.randint(1, 2)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def corpus() -> list[str]:
+    rng = random.Random(1)
+    words = POSITIVE + NEGATIVE + NEUTRAL
+    return [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)] + [t for t, _ in sentences(200)]
+
+
+def build_tokenizer(extra_text: list[str] | None = None):  # -> PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials)
+    tokenizer.train_from_iterator(corpus() + (extra_text or []), trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    from tokenizers import decoders
+
+    tokenizer.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+
+
+def build_encoder(directory: Path, extra_text: list[str] | None = None) -> Path:
+    """A 2-layer BERT base model (no task head, like a Hub checkpoint) and its tokenizer, saved to `directory`."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = build_tokenizer(extra_text)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
