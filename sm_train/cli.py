@@ -1,8 +1,8 @@
 """Entry point: subcommands, logging, the failure file and the exit code.
 
-    python -m sm_train [train] [--name value ...]      run a training job (the default)
-    python -m sm_train metric-definitions --task T    the estimator's metric_definitions as JSON
-    python -m sm_train hyperparameters [--task T]     the hyperparameter reference as a Markdown table
+python -m sm_train [train] [--name value ...]      run a training job (the default)
+python -m sm_train metric-definitions --task T    the estimator's metric_definitions as JSON
+python -m sm_train hyperparameters [--task T]     the hyperparameter reference as a Markdown table
 """
 
 from __future__ import annotations

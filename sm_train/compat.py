@@ -49,9 +49,7 @@ RULES: dict[str, Rule] = {
     "evaluation_strategy": Rule("eval_strategy", "renamed in transformers 4.41"),
     # Removed or renamed in transformers 5.
     "warmup_ratio": Rule("warmup_steps", "transformers 5 takes a ratio as a float < 1 in warmup_steps"),
-    "group_by_length": Rule(
-        "train_sampling_strategy", "transformers 5 renamed it", _if_true("group_by_length")
-    ),
+    "group_by_length": Rule("train_sampling_strategy", "transformers 5 renamed it", _if_true("group_by_length")),
     "no_cuda": Rule("use_cpu", "renamed in transformers 5"),
     "per_gpu_train_batch_size": Rule("per_device_train_batch_size", "renamed"),
     "per_gpu_eval_batch_size": Rule("per_device_eval_batch_size", "renamed"),
@@ -60,7 +58,9 @@ RULES: dict[str, Rule] = {
     "torchdynamo": Rule("torch_compile_backend", "renamed"),
     "push_to_hub_token": Rule("hub_token", "renamed"),
     "push_to_hub_model_id": Rule("hub_model_id", "renamed"),
-    "overwrite_output_dir": Rule(None, "sm_train resumes from the checkpoint dir instead; see the resume hyperparameter"),
+    "overwrite_output_dir": Rule(
+        None, "sm_train resumes from the checkpoint dir instead; see the resume hyperparameter"
+    ),
     "logging_dir": Rule(None, "removed in transformers 5; logs go to the output data dir"),
     "save_safetensors": Rule(None, "removed in transformers 5; weights are always saved as safetensors"),
     "mp_parameters": Rule(None, "removed in transformers 5; smdistributed reads it from SM_HP_MP_PARAMETERS"),
@@ -79,13 +79,17 @@ RULES: dict[str, Rule] = {
     "fsdp_transformer_layer_cls_to_wrap": Rule(None, "removed in transformers 5; set it in fsdp_config"),
     # The reverse direction, for jobs written for transformers 5 running on a 4.x container.
     "train_sampling_strategy": Rule(
-        "group_by_length", "transformers 4.x spells it group_by_length", lambda v: True if v == "group_by_length" else None
+        "group_by_length",
+        "transformers 4.x spells it group_by_length",
+        lambda v: True if v == "group_by_length" else None,
     ),
     "enable_jit_checkpoint": Rule(None, "not available in transformers 4.x"),
     "use_cache": Rule(None, "not available in transformers 4.x"),
 }
 # warmup_steps < 1 means a ratio only in transformers 5.
-VALUE_RULES: dict[str, Rule] = {"warmup_steps": Rule("warmup_ratio", "a ratio on transformers 4.x", _warmup_ratio_on_4x)}
+VALUE_RULES: dict[str, Rule] = {
+    "warmup_steps": Rule("warmup_ratio", "a ratio on transformers 4.x", _warmup_ratio_on_4x)
+}
 
 
 def translate(key: str, value: Any, fields: Collection[str]) -> tuple[str, Any] | None:
@@ -96,7 +100,9 @@ def translate(key: str, value: Any, fields: Collection[str]) -> tuple[str, Any] 
     if key in fields:
         rule = VALUE_RULES.get(key)
         if rule and rule.new in fields and rule.convert and rule.convert(value) is not None:
-            logger.info("hyperparameter %s=%s became %s=%s (%s)", key, show(key, value), rule.new, show(key, value), rule.why)
+            logger.info(
+                "hyperparameter %s=%s became %s=%s (%s)", key, show(key, value), rule.new, show(key, value), rule.why
+            )
             return rule.new, value  # type: ignore[return-value]
         return key, value
     rule = RULES.get(key)

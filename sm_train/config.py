@@ -49,11 +49,15 @@ class JobArgs:
         default=None,
         metadata={"help": "Hub model id or local path. Default: the 'model' channel when the job has one."},
     )
-    train_file: str | None = field(default=None, metadata={"help": "Training file or directory (overrides the train channel)."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training file or directory (overrides the train channel)."}
+    )
     validation_file: str | None = field(
         default=None, metadata={"help": "Evaluation file or directory (overrides the validation/test channel)."}
     )
-    test_file: str | None = field(default=None, metadata={"help": "Evaluation file or directory when no validation_file."})
+    test_file: str | None = field(
+        default=None, metadata={"help": "Evaluation file or directory when no validation_file."}
+    )
     dataset_name: str | None = field(default=None, metadata={"help": "A Hugging Face Hub dataset (needs network)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
@@ -178,7 +182,7 @@ def _as_list(key: str, value: Any) -> list[Any]:
                 continue
             if isinstance(parsed, list):
                 return parsed
-        raise ConfigError(f"Hyperparameter '{key}': {text!r} is not a list; pass a JSON list such as [\"a\", \"b\"].")
+        raise ConfigError(f'Hyperparameter \'{key}\': {text!r} is not a list; pass a JSON list such as ["a", "b"].')
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
@@ -305,13 +309,13 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
     merged = {**sagemaker_defaults(env), **task_cls.training_defaults, **values}
     tokens = [token for key, value in merged.items() for token in render(key, value, kinds[key])]
     try:
-        job, task_args, training_args = parser.parse_args_into_dataclasses(
-            args=tokens, look_for_args_file=False
-        )
+        job, task_args, training_args = parser.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"Invalid training arguments: {e}") from e
     _validate(job, training_args)
-    logger.info("hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str))
+    logger.info(
+        "hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str)
+    )
     return Config(job, task_args, training_args, task_cls, values, frozenset(values))
 
 

@@ -187,7 +187,9 @@ def load_raw(job: JobArgs, env: SageMakerEnv) -> DatasetDict:
             raise DataError(f"The {split} data from {sources[split]} has no rows.")
         if limits[split] is not None and limits[split] < len(dataset):
             raw[split] = dataset.select(range(limits[split]))
-        logger.info("%s data: %d rows from %s, columns %s", split, len(raw[split]), sources[split], raw[split].column_names)
+        logger.info(
+            "%s data: %d rows from %s, columns %s", split, len(raw[split]), sources[split], raw[split].column_names
+        )
     return DatasetDict(raw)
 
 

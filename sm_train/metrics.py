@@ -20,7 +20,13 @@ MAX_DEFINITIONS = 40  # AlgorithmSpecification.MetricDefinitions limit
 MAX_REGEX_LENGTH = 500
 
 TRAINING_LOG_NAMES = ("loss", "grad_norm", "learning_rate", "epoch")
-TRAIN_RESULT_NAMES = ("train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
+TRAIN_RESULT_NAMES = (
+    "train_loss",
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "total_flos",
+)
 EVAL_RESULT_NAMES = ("loss", "runtime", "samples_per_second", "steps_per_second")
 
 
@@ -67,7 +73,10 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
 
     average = "binary" if num_labels == 2 else "macro"
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, predictions, average=average, labels=list(range(num_labels)) if average == "macro" else None,
+        labels,
+        predictions,
+        average=average,
+        labels=list(range(num_labels)) if average == "macro" else None,
         zero_division=0,
     )
     return {

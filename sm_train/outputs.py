@@ -47,11 +47,13 @@ def write_results(directories: Iterable[Path], train: Mapping[str, Any], evaluat
         write_json(directory / "all_results.json", {**train, **evaluation})
 
 
-def make_deployable(model_dir: Path) -> None:
-    """Remove non-model files and write a tokenizer class that transformers 4.x knows.
+def make_deployable(model_dir: Path, model_input_names: list[str]) -> None:
+    """Remove non-model files and make the tokenizer load on transformers 4.x as it ran in training.
 
     transformers 5 saves `"tokenizer_class": "TokenizersBackend"`, which 4.57 (the SageMaker inference toolkit's
-    transformers) cannot load; PreTrainedTokenizerFast reads the same tokenizer.json on both.
+    transformers) cannot load; PreTrainedTokenizerFast reads the same tokenizer.json on both. 4.57 also defaults its
+    model_input_names to include token_type_ids, which models such as DistilBERT reject and which BERT did not see in
+    training here: the names the training tokenizer used are written down.
     """
     for name in NOT_DEPLOYABLE:
         (model_dir / name).unlink(missing_ok=True)
@@ -62,8 +64,9 @@ def make_deployable(model_dir: Path) -> None:
     tokenizer_class = config.get("tokenizer_class") or ""
     if tokenizer_class.endswith("Backend") and (model_dir / "tokenizer.json").is_file():
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         logger.info("tokenizer_class %s written as PreTrainedTokenizerFast for transformers 4.x", tokenizer_class)
+    config.setdefault("model_input_names", list(model_input_names))
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def resolved_config(cfg: Any, task_facts: Mapping[str, Any], env: Any) -> dict[str, Any]:

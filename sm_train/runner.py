@@ -125,6 +125,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
     if trainer.is_world_process_zero():
         sizes = {split: len(raw[split]) for split in raw}
+        outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
         _write_outputs(cfg, env, task, model_name, sizes, train_results, eval_results)
     return {**train_results, **eval_results}
 
@@ -138,7 +139,6 @@ def _write_outputs(
     train_results: dict[str, Any],
     eval_results: dict[str, Any],
 ) -> None:
-    outputs.make_deployable(env.model_dir)
     outputs.write_results((env.model_dir, env.output_data_dir), train_results, eval_results)
     outputs.write_json(env.output_data_dir / "sm_train_config.json", outputs.resolved_config(cfg, task.card(), env))
     card = outputs.model_card(

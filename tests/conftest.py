@@ -19,9 +19,8 @@ OFFLINE_ENV = {
 os.environ.update(OFFLINE_ENV)
 NETGUARD = Path(__file__).parent / "netguard"
 sys.path.insert(0, str(NETGUARD))
-import sitecustomize  # noqa: E402,F401  - installs the network guard in this process
-
 import pytest  # noqa: E402
+import sitecustomize  # noqa: E402,F401  - installs the network guard in this process
 
 from tests import tiny  # noqa: E402
 

@@ -35,6 +35,11 @@ class Job:
         return self.root / "output" / "data"
 
     @property
+    def log(self) -> str:
+        """Everything the job printed (the toolkit re-prints the script's stderr on its stdout)."""
+        return self.stdout + self.stderr
+
+    @property
     def failure(self) -> str | None:
         path = self.root / "output" / "failure"
         return path.read_text() if path.exists() else None
@@ -143,8 +148,12 @@ def run_toolkit(job: Job, timeout: int = 600) -> Job:
 def run_module(job: Job, argv: Sequence[str] = (), timeout: int = 600) -> Job:
     """Run `python -m sm_train` on the tree, as our own container image will."""
     done = subprocess.run(
-        [sys.executable, "-m", "sm_train", *argv], env=job_env(job.root), capture_output=True, text=True,
-        timeout=timeout, cwd=REPO,
+        [sys.executable, "-m", "sm_train", *argv],
+        env=job_env(job.root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
     )
     job.returncode, job.stdout, job.stderr = done.returncode, done.stdout, done.stderr
     return job

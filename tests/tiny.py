@@ -10,8 +10,32 @@ from pathlib import Path
 
 POSITIVE = ("good", "great", "excellent", "wonderful", "love", "superb", "delightful", "brilliant")
 NEGATIVE = ("bad", "awful", "terrible", "boring", "hate", "dreadful", "poor", "horrible")
-NEUTRAL = ("film", "movie", "story", "actor", "plot", "scene", "music", "ending", "the", "a", "was", "is", "and",
-           "this", "that", "very", "quite", "really", "with", "of", "it", "director", "cast", "script")
+NEUTRAL = (
+    "film",
+    "movie",
+    "story",
+    "actor",
+    "plot",
+    "scene",
+    "music",
+    "ending",
+    "the",
+    "a",
+    "was",
+    "is",
+    "and",
+    "this",
+    "that",
+    "very",
+    "quite",
+    "really",
+    "with",
+    "of",
+    "it",
+    "director",
+    "cast",
+    "script",
+)
 
 
 def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -24,6 +48,19 @@ def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
         for _ in range(rng.randint(1, 2)):
             words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
         rows.append((" ".join(words), label))
+    return rows
+
+
+def three_way(n: int, seed: int = 0) -> list[dict]:
+    """{'text', 'label'} rows with integer labels: 0 = negative words, 1 = none, 2 = positive words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 3
+        words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 9))]
+        if label != 1:
+            words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == 2 else NEGATIVE))
+        rows.append({"text": " ".join(words), "label": label})
     return rows
 
 

@@ -65,15 +65,22 @@ class TextClassification(Task):
         self.pretokenized = "input_ids" in reference.column_names
         columns: dict[str, str] = {}
         for split_name, split in raw.items():
-            columns["label"] = find_column(split, self.args.label_column, ("label", "labels"), "label_column", split_name)
+            columns["label"] = find_column(
+                split, self.args.label_column, ("label", "labels"), "label_column", split_name
+            )
             if not self.pretokenized:
-                columns["text"] = find_column(split, self.args.text_column, ("text", "sentence"), "text_column", split_name)
+                columns["text"] = find_column(
+                    split, self.args.text_column, ("text", "sentence"), "text_column", split_name
+                )
                 if self.args.text_pair_column:
                     find_column(split, self.args.text_pair_column, (), "text_pair_column", split_name)
             for column in columns.values():
                 nulls = _null_count(split, column)
                 if nulls:
-                    raise DataError(f"Column {column!r} of the {split_name} data has {nulls} empty values; fill or drop those rows.")
+                    raise DataError(
+                        f"Column {column!r} of the {split_name} data has {nulls} empty values; "
+                        "fill or drop those rows."
+                    )
         self.text_column = columns.get("text")
         self.label_column = columns["label"]
         feature = reference.features[self.label_column]

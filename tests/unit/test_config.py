@@ -47,8 +47,13 @@ def test_none_lower_case_is_a_value(env) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [["start_positions", "end_positions"], '["start_positions", "end_positions"]',
-              "['start_positions', 'end_positions']", "start_positions,end_positions"]
+    "value",
+    [
+        ["start_positions", "end_positions"],
+        '["start_positions", "end_positions"]',
+        "['start_positions', 'end_positions']",
+        "start_positions,end_positions",
+    ],
 )
 def test_list_dialects(env, value) -> None:
     assert parsed(env, label_names=value).training_args.label_names == ["start_positions", "end_positions"]
@@ -96,8 +101,13 @@ def test_model_name_alias(env) -> None:
 def test_transformers_5_removals_are_translated(env, caplog) -> None:
     caplog.set_level(logging.INFO)
     cfg = parsed(
-        env, warmup_ratio=0.1, group_by_length=True, overwrite_output_dir=True, logging_dir="/x",
-        save_safetensors=True, mp_parameters={"partitions": 2}
+        env,
+        warmup_ratio=0.1,
+        group_by_length=True,
+        overwrite_output_dir=True,
+        logging_dir="/x",
+        save_safetensors=True,
+        mp_parameters={"partitions": 2},
     )
     args = cfg.training_args
     assert args.warmup_steps == 0.1
@@ -180,9 +190,22 @@ def test_argv_is_ignored_inside_sagemaker(tmp_path: Path) -> None:
 
 
 def test_argv_with_the_toolkits_rendering(env) -> None:
-    argv = ["--model_name_or_path", "m", "--logging_first_step", "False", "--label_names", "['a', 'b']",
-            "--lr_scheduler_kwargs", "num_cycles=2,power=1.0", "--max_train_samples", "", "--seed=7",
-            "--learning_rate", "5e-05", "--dataloader_drop_last"]
+    argv = [
+        "--model_name_or_path",
+        "m",
+        "--logging_first_step",
+        "False",
+        "--label_names",
+        "['a', 'b']",
+        "--lr_scheduler_kwargs",
+        "num_cycles=2,power=1.0",
+        "--max_train_samples",
+        "",
+        "--seed=7",
+        "--learning_rate",
+        "5e-05",
+        "--dataloader_drop_last",
+    ]
     cfg = load(env, argv)
     args = cfg.training_args
     assert args.logging_first_step is False and args.label_names == ["a", "b"]
@@ -193,7 +216,10 @@ def test_argv_with_the_toolkits_rendering(env) -> None:
 
 def test_argv_items_shapes() -> None:
     assert argv_items(["--a", "1", "--b", "x", "y", "-c", "-1", "--d"]) == [
-        ("--a", "1"), ("--b", ["x", "y"]), ("-c", "-1"), ("--d", NO_VALUE)
+        ("--a", "1"),
+        ("--b", ["x", "y"]),
+        ("-c", "-1"),
+        ("--d", NO_VALUE),
     ]
     with pytest.raises(ConfigError, match="Unexpected argument 'stray'"):
         argv_items(["stray"])

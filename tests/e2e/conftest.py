@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.jobs import REPO, source_tarball
+
+INFER_PYTHON = Path(os.environ.get("SM_TRAIN_INFER_PYTHON", REPO / ".venv-infer" / "bin" / "python"))
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository as the SageMaker SDK uploads source_dir."""
+    return source_tarball(tmp_path_factory.mktemp("source"))
+
+
+def serve(model_dir: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Load and query the model dir with the SageMaker Hugging Face inference toolkit on transformers 4.x."""
+    assert INFER_PYTHON.exists(), f"{INFER_PYTHON} is missing: `make test` installs the inference environment"
+    done = subprocess.run(
+        [str(INFER_PYTHON), str(REPO / "tests" / "deploy_check.py"), str(model_dir), json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("SM_", "PYTHON"))},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
