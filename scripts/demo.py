@@ -23,6 +23,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+MIN_ACCURACY = 0.75  # measured 0.829; the majority class is 0.51
 SNIPPETS = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 
 
@@ -89,6 +90,12 @@ def main() -> int:
         print(f"demo: the job failed: {(root / 'output/failure').read_text()}", file=sys.stderr)
         return code
     results = json.loads((root / "model/eval_results.json").read_text())
+    if results["eval_accuracy"] < MIN_ACCURACY:
+        print(
+            f"demo: eval_accuracy {results['eval_accuracy']:.3f} is below {MIN_ACCURACY}: it did not learn",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"\ndemo: eval_accuracy={results['eval_accuracy']:.3f} eval_f1={results['eval_f1']:.3f} "
         f"(majority class: ~0.51)\ndemo: model saved to {root / 'model'}"

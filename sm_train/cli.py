@@ -51,6 +51,8 @@ def failure_reason(error: BaseException) -> str:
         )
     if isinstance(error, OSError) and error.errno == 28:
         return f"Disk full ({error}). Raise the job's volume_size or lower save_total_limit."
+    if isinstance(error, ImportError):
+        return f"Missing or incompatible package: {error}. Check requirements.txt against the container's packages."
     if isinstance(error, KeyboardInterrupt):
         return "Interrupted (SIGINT) before the job finished."
     return f"{name}: {error} (unexpected error inside sm_train; the full traceback is in the job log)"
@@ -101,6 +103,7 @@ def metric_definitions(argv: Sequence[str]) -> int:
 
 
 def hyperparameters(argv: Sequence[str]) -> int:
+    from sm_train.compat import RULES
     from sm_train.config import JobArgs, argv_items, hyperparameter_reference
     from sm_train.tasks import TASKS, get_task
 
@@ -112,6 +115,10 @@ def hyperparameters(argv: Sequence[str]) -> int:
         for row in hyperparameter_reference(dataclass_type):
             print("| `{}` | {} | {} |".format(*(cell.replace("|", "\\|") for cell in row)))
         print()
+    print("#### Translated names (aliases, and arguments transformers 5 renamed or removed)\n")
+    print("| given | becomes | why |\n|---|---|---|")
+    for old, rule in RULES.items():
+        print(f"| `{old}` | {f'`{rule.new}`' if rule.new else 'dropped'} | {rule.why} |")
     return 0
 
 

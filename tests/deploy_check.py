@@ -2,7 +2,7 @@
 
 Run with the inference venv (transformers 4.57 + sagemaker-huggingface-inference-toolkit 2.6.0), never with sm_train:
 
-    .venv-infer/bin/python tests/deploy_check.py MODEL_DIR '{"inputs": "a wonderful film"}'
+    .venv-tf4/bin/python tests/deploy_check.py MODEL_DIR '{"inputs": "a wonderful film"}'
 
 The toolkit's ``HuggingFaceHandlerService`` is driven as the model server drives it: ``initialize(context)`` (which
 looks for ``code/inference.py`` and calls ``load(model_dir)``), then ``preprocess`` with ``application/json``,

@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs import REPO, source_tarball
 
-INFER_PYTHON = Path(os.environ.get("SM_TRAIN_INFER_PYTHON", REPO / ".venv-infer" / "bin" / "python"))
+TF4_PYTHON = Path(os.environ.get("SM_TRAIN_TF4_PYTHON", REPO / ".venv-tf4" / "bin" / "python"))
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +21,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def serve(model_dir: Path, payload: dict[str, Any]) -> dict[str, Any]:
     """Load and query the model dir with the SageMaker Hugging Face inference toolkit on transformers 4.x."""
-    assert INFER_PYTHON.exists(), f"{INFER_PYTHON} is missing: `make test` installs the inference environment"
+    assert TF4_PYTHON.exists(), f"{TF4_PYTHON} is missing: `make test` installs the inference environment"
     done = subprocess.run(
-        [str(INFER_PYTHON), str(REPO / "tests" / "deploy_check.py"), str(model_dir), json.dumps(payload)],
+        [str(TF4_PYTHON), str(REPO / "tests" / "deploy_check.py"), str(model_dir), json.dumps(payload)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,0 +1,153 @@
+"""Whole jobs run in-process (fast): task behaviour, train/eval switches and failure handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from sm_train import cli, runner
+from tests import tiny
+from tests.jobs import Job, make_tree, write_rows
+
+FAST = {"epochs": 1, "train_batch_size": 8, "per_device_eval_batch_size": 8}
+
+
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hps: dict[str, Any], channels: dict) -> Job:
+    job = make_tree(tmp_path, hps, channels)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    job.returncode = cli.main(["train"])
+    return job
+
+
+def channels(tmp_path: Path, train: list[dict] | None, evaluation: list[dict] | None = None) -> dict[str, Path]:
+    found = {}
+    for name, rows in (("train", train), ("validation", evaluation)):
+        if rows is not None:
+            found[name] = write_rows(tmp_path / "data" / name / f"{name}.jsonl", rows).parent
+    return found
+
+
+ROWS = [{"text": t, "label": label} for t, label in tiny.sentences(24)]
+
+
+def test_class_label_names_from_a_saved_dataset(tmp_path, monkeypatch, tiny_encoder) -> None:
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["bad", "good"])})
+    rows = [{"sentence": r["text"], "label": int(r["label"] == "pos")} for r in ROWS]
+    DatasetDict({"train": Dataset.from_list(rows, features=features)}).save_to_disk(str(tmp_path / "saved"))
+    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), **FAST}, {"train": tmp_path / "saved"})
+    assert job.returncode == 0, job.failure
+    assert json.loads((job.model_dir / "config.json").read_text())["id2label"] == {"0": "bad", "1": "good"}
+    assert not (job.model_dir / "eval_results.json").exists()  # no evaluation data, no evaluation
+
+
+def test_evaluation_only_job(tmp_path, monkeypatch, tiny_encoder) -> None:
+    hps = {"model_name_or_path": str(tiny_encoder), "do_train": False, **FAST}
+    job = run(tmp_path, monkeypatch, hps, channels(tmp_path, ROWS, ROWS[:8]))
+    assert job.returncode == 0, job.failure
+    assert (job.model_dir / "eval_results.json").is_file() and not (job.model_dir / "train_results.json").exists()
+    assert job.results()["eval_samples"] == 8
+
+
+def test_do_eval_false_skips_evaluation(tmp_path, monkeypatch, tiny_encoder) -> None:
+    hps = {"model_name_or_path": str(tiny_encoder), "do_eval": "false", **FAST}
+    job = run(tmp_path, monkeypatch, hps, channels(tmp_path, ROWS, ROWS[:8]))
+    assert job.returncode == 0 and not (job.model_dir / "eval_results.json").exists()
+
+
+def test_hub_dataset_code_path_with_a_local_dataset(tmp_path, monkeypatch, tiny_encoder) -> None:
+    write_rows(tmp_path / "hub" / "train.csv", ROWS)
+    write_rows(tmp_path / "hub" / "validation.csv", ROWS[:6])
+    hps = {"model_name_or_path": str(tiny_encoder), "dataset_name": str(tmp_path / "hub"), **FAST}
+    job = run(tmp_path, monkeypatch, hps, {})
+    assert job.returncode == 0, job.failure
+    assert job.results()["train_samples"] == 24 and job.results()["eval_samples"] == 6
+
+
+def test_the_model_channel_is_the_default_model(tmp_path, monkeypatch, tiny_encoder) -> None:
+    job = run(tmp_path, monkeypatch, FAST, {**channels(tmp_path, ROWS), "model": tiny_encoder})
+    assert job.returncode == 0, job.failure
+
+
+@pytest.mark.parametrize(
+    ("hps", "train", "evaluation", "pattern"),
+    [
+        ({"do_eval": True}, ROWS, None, r"do_eval=true but there is no evaluation data"),
+        ({}, [{**r, "label": None} for r in ROWS[:3]] + ROWS, None, r"Column 'label' of the train data has 3 empty"),
+        ({}, [{**r, "label": "pos"} for r in ROWS], None, r"single label \['pos'\]; need at least two"),
+        ({}, [{**r, "label": i / 2} for i, r in enumerate(ROWS)], None, r"non-integer numbers"),
+        ({"label_column": "stars"}, ROWS, None, r"label_column='stars': no such column in the train data"),
+        ({}, [{"body": r["text"], "label": r["label"]} for r in ROWS], None, r"no 'text' or 'sentence' column"),
+        ({"text_column": "body"}, ROWS, [{"body": "x", "label": "pos"}], r"data has no 'text'|no such column .*train"),
+    ],
+)
+def test_data_problems_fail_before_the_model_loads(
+    tmp_path, monkeypatch, tiny_encoder, hps, train, evaluation, pattern
+) -> None:
+    def no_model(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model must not be loaded for bad data")
+
+    monkeypatch.setattr(runner, "_load", no_model)
+    job = run(
+        tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), **hps}, channels(tmp_path, train, evaluation)
+    )
+    assert job.returncode == 1
+    assert job.failure is not None and __import__("re").search(pattern, job.failure), job.failure
+
+
+def test_model_dir_without_config(tmp_path, monkeypatch) -> None:
+    (tmp_path / "notamodel").mkdir()
+    (tmp_path / "notamodel" / "weights.bin").write_text("x")
+    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tmp_path / "notamodel")}, channels(tmp_path, ROWS))
+    assert job.returncode == 1 and "has no config.json (found: weights.bin)" in job.failure
+
+
+def test_unexpected_errors_write_a_redacted_failure_and_clean_up(tmp_path, monkeypatch, tiny_encoder) -> None:
+    def explode(cfg: Any, env: Any) -> None:
+        (env.model_dir / "model.safetensors").write_text("half written")
+        (env.model_dir / "sub").mkdir()
+        raise RuntimeError("boom while using token hf_Secret123 " + "x" * 2000)
+
+    monkeypatch.setattr(runner, "run", explode)
+    hps = {"model_name_or_path": str(tiny_encoder), "hub_token": "hf_Secret123"}
+    job = make_tree(tmp_path, hps, channels(tmp_path, ROWS))
+    (job.model_dir / "kept.txt").write_text("was there before the job")
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    assert cli.main(["train"]) == 1
+    failure = job.failure
+    assert failure.startswith("RuntimeError: boom while using token *** x")
+    assert "hf_Secret123" not in failure and len(failure) <= 1024
+    assert sorted(p.name for p in job.model_dir.iterdir()) == ["kept.txt"]
+
+
+def test_base_exceptions_like_tokenizer_panics_are_caught(tmp_path, monkeypatch, tiny_encoder) -> None:
+    class PanicException(BaseException):  # what the tokenizers Rust bindings raise
+        pass
+
+    def panic(cfg: Any, env: Any) -> None:
+        raise PanicException("assertion failed: stride < max_len")
+
+    monkeypatch.setattr(runner, "run", panic)
+    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder)}, channels(tmp_path, ROWS))
+    assert job.returncode == 1 and job.failure.startswith("PanicException: assertion failed")
+
+
+def test_an_existing_failure_file_is_kept(tmp_path, monkeypatch) -> None:
+    job = make_tree(tmp_path, {"learning_rat": 1}, {})
+    (job.root / "output" / "failure").write_text("first error, from another rank")
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    assert cli.main(["train"]) == 1
+    assert job.failure == "first error, from another rank"
+
+
+def test_argv_outside_sagemaker(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    """Local runs: no hyperparameters.json, argv is the source, paths follow SAGEMAKER_BASE_DIR."""
+    train = channels(tmp_path, ROWS)["train"]
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "ml"))
+    argv = ["--model_name_or_path", str(tiny_encoder), "--train_file", str(train), "--epochs", "1", "--fp16", "False"]
+    assert cli.main(["train", *argv]) == 0
+    assert (tmp_path / "ml" / "model" / "model.safetensors").is_file()
+    assert "[metric] train_loss = " in capsys.readouterr().out
