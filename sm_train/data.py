@@ -6,6 +6,7 @@ Dataset or a DatasetDict). A file that does not parse is reported with its name 
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -23,6 +24,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+TEXT_FORMATS = ("csv", "tsv", "json", "jsonl")  # these may also come gzipped (.csv.gz, .jsonl.gz, ...)
+
+
+def file_format(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] == ".gz":
+        kind = FORMATS.get(suffixes[0]) if len(suffixes) == 2 else None
+        return kind if kind in TEXT_FORMATS else None
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def _read_text(path: Path) -> str:
+    """UTF-8 text, with or without a byte-order mark (Excel writes one), gzipped or not."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix.lower() == ".gz" else path.read_bytes()
+    return data.decode("utf-8-sig")
+
+
 EVAL_CHANNELS = ("validation", "test")
 EVAL_SPLITS = ("validation", "test")
 
@@ -32,7 +50,7 @@ def _csv(path: Path, sep: str) -> pa.Table:
 
     try:
         # Only empty fields are missing: a label called "NA" or "null" stays a label.
-        frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
     except pd.errors.EmptyDataError as e:
         raise DataError(f"{path} is empty: a {sep!r}-separated file needs a header row and data rows.") from e
     except pd.errors.ParserError as e:
@@ -53,7 +71,7 @@ def _json_lines(path: Path, text: str) -> list[Any]:
 
 
 def _json(path: Path, as_lines: bool) -> pa.Table:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     if as_lines:
         rows: Any = _json_lines(path, text)
     else:
@@ -86,7 +104,7 @@ def _parquet(path: Path) -> pa.Table:
 
 
 def read_file(path: Path) -> pa.Table:
-    kind = FORMATS.get(path.suffix.lower())
+    kind = file_format(path)
     try:
         if kind in ("csv", "tsv"):
             return _csv(path, "\t" if kind == "tsv" else ",")
@@ -96,7 +114,10 @@ def read_file(path: Path) -> pa.Table:
             return _parquet(path)
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e}).") from e
-    raise DataError(f"{path}: unsupported file type; use one of {', '.join(FORMATS)} or a save_to_disk folder.")
+    raise DataError(
+        f"{path}: unsupported file type; use one of {', '.join(FORMATS)} (csv/tsv/json/jsonl may be gzipped) "
+        "or a save_to_disk folder."
+    )
 
 
 def _data_files(directory: Path) -> list[Path]:
@@ -105,14 +126,14 @@ def _data_files(directory: Path) -> list[Path]:
         for p in sorted(directory.rglob("*"))
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     ]
-    data = [p for p in files if p.suffix.lower() in FORMATS]
+    data = [p for p in files if file_format(p)]
     if not data:
         found = ", ".join(p.name for p in files[:10]) or "nothing"
         raise DataError(
             f"No data files in {directory} (found: {found}). "
             f"Put {', '.join(FORMATS)} files or a save_to_disk folder in the channel."
         )
-    kinds = {FORMATS[p.suffix.lower()] for p in data}
+    kinds = {file_format(p) for p in data}
     if len(kinds) > 1:
         raise DataError(f"{directory} mixes file types ({', '.join(sorted(kinds))}); keep one format per channel.")
     return data

@@ -9,7 +9,7 @@ from typing import Any
 from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
 
 from sm_train import data, outputs
-from sm_train.callbacks import MetricLines
+from sm_train.callbacks import MetricLines, RedactCheckpointArgs
 from sm_train.checkpoint import resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
@@ -79,7 +79,7 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
         processing_class=tokenizer,
         data_collator=task.collator(tokenizer, model),
         compute_metrics=task.compute_metrics,
-        callbacks=[MetricLines()],
+        callbacks=[MetricLines(), RedactCheckpointArgs()],
     )
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
     trainer.remove_callback(PrinterCallback)

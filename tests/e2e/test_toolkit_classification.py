@@ -86,6 +86,9 @@ def test_secrets_never_written_or_logged(csv_job: Job) -> None:
         if p.suffix in (".json", ".md")
     )
     assert "hf_DoNotLeakThis" not in written
+    checkpoint_files = [p for p in (csv_job.root / "checkpoints").rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in checkpoint_files)
+    assert not any(b"hf_DoNotLeakThis" in p.read_bytes() for p in checkpoint_files)
     # The toolkit itself echoes argv and SM_HPS; sm_train's own log lines must not.
     own_lines = [line for line in csv_job.log.splitlines() if " sm_train." in line]
     assert own_lines and not any("hf_DoNotLeakThis" in line for line in own_lines)

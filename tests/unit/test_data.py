@@ -26,6 +26,19 @@ def test_json_lines_with_a_json_name_and_records_under_data(tmp_path: Path) -> N
     assert load_path(tmp_path / "c.json")[0] == {"text": "x", "label": 1}
 
 
+def test_gzipped_files_and_byte_order_marks(tmp_path: Path) -> None:
+    import gzip
+
+    jsonl = write_rows(tmp_path / "d.jsonl", ROWS)
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(jsonl.read_bytes()))
+    assert load_path(tmp_path / "d.jsonl.gz")[5] == ROWS[5]
+    csv = write_rows(tmp_path / "e.csv", ROWS)
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + csv.read_bytes())
+    (tmp_path / "e.csv.gz").write_bytes(gzip.compress(csv.read_bytes()))
+    assert load_path(tmp_path / "bom.csv").column_names == ["text", "label"]
+    assert len(load_path(tmp_path / "e.csv.gz")) == 6
+
+
 def test_a_folder_of_shards(tmp_path: Path) -> None:
     write_rows(tmp_path / "ch" / "part-0.csv", ROWS[:3])
     write_rows(tmp_path / "ch" / "sub" / "part-1.csv", ROWS[3:])
