@@ -92,7 +92,7 @@ def train(argv: Sequence[str]) -> int:
 
 
 def metric_definitions(argv: Sequence[str]) -> int:
-    from sm_train.config import argv_items
+    from sm_train.dialects import argv_items
     from sm_train.metrics import metric_definitions as definitions
     from sm_train.tasks import get_task
 
@@ -104,7 +104,8 @@ def metric_definitions(argv: Sequence[str]) -> int:
 
 def hyperparameters(argv: Sequence[str]) -> int:
     from sm_train.compat import RULES
-    from sm_train.config import JobArgs, argv_items, hyperparameter_reference
+    from sm_train.config import JobArgs, hyperparameter_reference
+    from sm_train.dialects import argv_items
     from sm_train.tasks import TASKS, get_task
 
     options = dict(argv_items(argv))

@@ -1,16 +1,16 @@
-"""THE ONLY place a hyperparameter string becomes a typed value.
+"""THE ONLY place a hyperparameter becomes a typed value.
 
 sources (hyperparameters.json / SM_HPS inside SageMaker, else argv) -> (key, value) items -> names translated
-(compat.py) -> tokens rendered by the kind of the target field -> one HfArgumentParser call over
+(compat.py) -> tokens rendered by the kind of the target field (dialects.py) -> one HfArgumentParser call over
 (JobArgs, Task.Args, TrainingArguments or Seq2SeqTrainingArguments).
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import json
 import logging
+import re
 import sys
 import typing
 from collections.abc import Iterable, Sequence
@@ -22,19 +22,13 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from sm_train import compat
+from sm_train.dialects import argv_items, normalize_key, render
 from sm_train.env import SageMakerEnv, is_reserved
 from sm_train.errors import ConfigError
-from sm_train.redact import redact_mapping, show
+from sm_train.redact import redact_mapping
 from sm_train.tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
-
-TRUE_STRINGS = ("true", "1", "yes", "y", "t")
-FALSE_STRINGS = ("false", "0", "no", "n", "f")
-# A value that means "not set": the key is dropped and the default applies. "none" (lower case) is a real value
-# for report_to, so only these exact spellings count.
-UNSET_STRINGS = ("", "None", "null")
-NO_VALUE = "<no value>"  # a value-less --flag on the command line: true for a boolean, an error otherwise
 
 
 @dataclass
@@ -87,51 +81,19 @@ class _Parser(HfArgumentParser):
     """HfArgumentParser whose errors become ConfigError instead of SystemExit(2)."""
 
     def error(self, message: str) -> NoReturn:
-        message = message.replace("argument --", "hyperparameter ").replace("unrecognized arguments", "unknown")
-        raise ConfigError(f"Invalid hyperparameter value: {message}")
+        field_error = re.match(r"argument --(\w+)[^:]*: (.*)", message, re.DOTALL)
+        if field_error is None:
+            raise ConfigError(f"Invalid hyperparameters: {message}")
+        name, detail = field_error.groups()
+        typed = re.match(r"invalid (\w+) value: (.*)", detail)
+        if typed:
+            raise ConfigError(
+                f"Hyperparameter '{name}' must be {_TYPE_NAMES.get(typed[1], typed[1])}, got {typed[2]}."
+            )
+        raise ConfigError(f"Hyperparameter '{name}': {detail}.")
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# sources -> items
-
-
-def normalize_key(key: str) -> str:
-    """'--Learning-Rate' -> 'learning_rate'."""
-    return key.lstrip("-").strip().replace("-", "_").lower()
-
-
-def argv_items(argv: Sequence[str]) -> list[tuple[str, Any]]:
-    """`--key value [value ...]`, `--key=value`, `-k value` and value-less `--flag` -> (key, str | list | NO_VALUE)."""
-    items: list[tuple[str, Any]] = []
-    values: list[str] = []
-    key: str | None = None
-
-    def flush() -> None:
-        if key is not None:
-            items.append((key, NO_VALUE if not values else values[0] if len(values) == 1 else list(values)))
-
-    for token in argv:
-        is_key = token.startswith("-") and len(token) > 1 and not _is_number(token)
-        if is_key:
-            flush()
-            key, values = token, []
-            if "=" in token:
-                key, value = token.split("=", 1)
-                values.append(value)
-        elif key is None:
-            raise ConfigError(f"Unexpected argument {token!r}: hyperparameters are passed as --name value.")
-        else:
-            values.append(token)
-    flush()
-    return items
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
+_TYPE_NAMES = {"float": "a number", "int": "an integer"}
 
 
 def source_items(env: SageMakerEnv, argv: Sequence[str]) -> list[tuple[str, Any]]:
@@ -142,10 +104,6 @@ def source_items(env: SageMakerEnv, argv: Sequence[str]) -> list[tuple[str, Any]
             logger.debug("ignoring argv %s: hyperparameters come from %s", list(argv), env.hyperparameters_source)
         return list(env.hyperparameters.items())
     return argv_items(argv)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# items -> tokens
 
 
 def _kinds(parser: HfArgumentParser, dataclass_types: Iterable[type]) -> dict[str, str]:
@@ -169,91 +127,10 @@ def _kinds(parser: HfArgumentParser, dataclass_types: Iterable[type]) -> dict[st
     return kinds
 
 
-def _as_list(key: str, value: Any) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    text = str(value).strip()
-    if text.startswith("["):
-        # JSON, or the toolkit's Python repr of a list: "['a', 'b']".
-        for loads in (json.loads, ast.literal_eval):
-            try:
-                parsed = loads(text)
-            except (ValueError, SyntaxError):
-                continue
-            if isinstance(parsed, list):
-                return parsed
-        raise ConfigError(f'Hyperparameter \'{key}\': {text!r} is not a list; pass a JSON list such as ["a", "b"].')
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _as_dict_token(key: str, value: Any) -> str:
-    if isinstance(value, dict):
-        return json.dumps(value)
-    text = str(value).strip()
-    if text.startswith("{"):
-        try:
-            json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"Hyperparameter '{key}': {text!r} is not valid JSON ({e}); pass a JSON object.") from e
-        return text
-    if "=" in text and not text.endswith(".json"):
-        # The toolkit renders a dict on argv as k=v,k2=v2 with str() values.
-        parsed = {}
-        for pair in text.split(","):
-            k, sep, v = pair.partition("=")
-            if not sep:
-                raise ConfigError(f"Hyperparameter '{key}': cannot read {text!r}; pass a JSON object.")
-            try:
-                parsed[k.strip()] = ast.literal_eval(v.strip())
-            except (ValueError, SyntaxError):
-                parsed[k.strip()] = v.strip()
-        return json.dumps(parsed)
-    return text  # a path to a JSON file (deepspeed, fsdp_config, ...)
-
-
-def _scalar_token(key: str, value: Any) -> str:
-    if isinstance(value, list | dict):
-        raise ConfigError(f"Hyperparameter '{key}' takes a single value, got {show(key, value)!r}.")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _bool_token(key: str, value: Any) -> str:
-    if value is NO_VALUE:
-        return "true"
-    text = str(value).strip().lower()
-    if text in TRUE_STRINGS:
-        return "true"
-    if text in FALSE_STRINGS:
-        return "false"
-    raise ConfigError(f"Hyperparameter '{key}' must be a boolean (true/false/1/0/yes/no), got {value!r}.")
-
-
-def render(key: str, value: Any, kind: str) -> list[str]:
-    """The tokens for one hyperparameter; an empty list drops it (the default applies)."""
-    if value is None or (isinstance(value, str) and value.strip() in UNSET_STRINGS):
-        return []
-    if kind == "bool":
-        return [f"--{key}", _bool_token(key, value)]
-    if value is NO_VALUE:
-        raise ConfigError(f"Hyperparameter '{key}' needs a value.")
-    if kind == "list":
-        items = [_scalar_token(key, v) for v in _as_list(key, value)]
-        return [f"--{key}", *items] if items else []
-    if kind == "dict":
-        return [f"--{key}", _as_dict_token(key, value)]
-    return [f"--{key}", _scalar_token(key, value)]
-
-
 def _unknown(key: str, known: Iterable[str]) -> ConfigError:
     close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(close)}?" if close else " See the hyperparameter reference in the README."
     return ConfigError(f"Unknown hyperparameter '{key}'.{hint}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the parse
 
 
 def sagemaker_defaults(env: SageMakerEnv) -> dict[str, Any]:
