@@ -49,8 +49,8 @@ def _load(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
         ) from e
 
 
-def _splits(cfg: Config, env: SageMakerEnv) -> tuple[Any, bool, bool]:
-    """The raw data and whether to train and evaluate: both happen when their data exists, unless set false."""
+def _splits(cfg: Config, env: SageMakerEnv) -> Any:
+    """The raw splits to use: training and evaluation both happen when their data exists, unless set false."""
     args, explicit = cfg.training_args, cfg.explicit
     do_train = args.do_train or "do_train" not in explicit
     do_eval = args.do_eval or "do_eval" not in explicit
@@ -67,7 +67,7 @@ def _splits(cfg: Config, env: SageMakerEnv) -> tuple[Any, bool, bool]:
             del raw[split]
     if not raw:
         raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
-    return raw, do_train, "eval" in raw
+    return raw
 
 
 def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any]) -> Trainer:
@@ -103,7 +103,8 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     """Train and/or evaluate, then save the model dir. Returns all results."""
     args = cfg.training_args
     model_name = check_model_path(cfg.job.model_name_or_path)
-    raw, do_train, do_eval = _splits(cfg, env)
+    raw = _splits(cfg, env)
+    resume = resolve_resume(cfg.job.resume, Path(args.output_dir)) if "train" in raw else None
     task = cfg.task_cls(cfg.task_args)
     task.prepare(raw)  # columns and labels are checked before the model is loaded
 
@@ -116,10 +117,10 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
 
     train_results: dict[str, Any] = {}
     eval_results: dict[str, Any] = {}
-    if do_train:
-        output = trainer.train(resume_from_checkpoint=resolve_resume(cfg.job.resume, Path(args.output_dir)))
+    if "train" in datasets:
+        output = trainer.train(resume_from_checkpoint=resume)
         train_results = {**output.metrics, "train_samples": len(datasets["train"])}
-    if do_eval:
+    if "eval" in datasets:
         eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(datasets["eval"])}
 
     trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
