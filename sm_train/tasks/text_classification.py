@@ -16,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from sm_train.errors import DataError
+from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import classification_metrics
 from sm_train.tasks.base import Task
 
@@ -31,6 +31,10 @@ class TextClassificationArgs:
     max_seq_length: int | None = field(
         default=None, metadata={"help": "Truncate inputs to this many tokens. Default: min(512, tokenizer limit)."}
     )
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise ConfigError(f"Hyperparameter 'max_seq_length' must be at least 8 tokens, got {self.max_seq_length}.")
 
 
 def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hyperparameter: str, where: str) -> str:

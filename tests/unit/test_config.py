@@ -155,6 +155,7 @@ def test_unknown_key_suggests_the_closest(env) -> None:
             "Hyperparameter 'lr_scheduler_type': invalid choice: 'wobbly' \\(choose from 'linear'",
         ),
         ("learning_rate", -1, "'learning_rate' must not be negative"),
+        ("max_seq_length", 0, "'max_seq_length' must be at least 8 tokens, got 0"),
     ],
 )
 def test_wrong_values_are_specific(env, key, value, pattern) -> None:
