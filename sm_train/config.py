@@ -56,6 +56,7 @@ class JobArgs:
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for preprocessing (datasets map)."})
     resume: str = field(
         default="auto",
         metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
@@ -204,6 +205,7 @@ def _validate(job: JobArgs, args: TrainingArguments) -> None:
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "max_train_samples": job.max_train_samples,
         "max_eval_samples": job.max_eval_samples,
+        "num_proc": job.num_proc,
     }
     for name, value in positive.items():
         if value is not None and value < 1:

@@ -83,6 +83,8 @@ def _json(path: Path, as_lines: bool) -> pa.Table:
             rows = _json_lines(path, text)  # JSON lines saved with a .json name (Dataset.to_json does that)
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
         rows = rows["data"]
+        if rows and isinstance(rows[0], dict) and "paragraphs" in rows[0]:
+            return squad_rows(rows, path)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise DataError(
             f"{path}: expected JSON records (one object per line, or an array of objects), "
@@ -92,6 +94,49 @@ def _json(path: Path, as_lines: bool) -> pa.Table:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise DataError(f"{path}: the rows do not share one schema ({e}); give each column a single type.") from e
+
+
+SQUAD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("title", pa.string()),
+        ("context", pa.string()),
+        ("question", pa.string()),
+        ("answers", pa.struct([("text", pa.list_(pa.string())), ("answer_start", pa.list_(pa.int32()))])),
+    ]
+)
+
+
+def squad_rows(articles: list[dict], path: Path) -> pa.Table:
+    """The original nested SQuAD layout (v1.1 and v2.0) as flat rows: one per question.
+
+    v2.0's unanswerable questions (is_impossible) get empty answer lists; the explicit schema gives those lists a
+    type even when every answer in a file is empty.
+    """
+    rows = []
+    try:
+        for article in articles:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                    rows.append(
+                        {
+                            "id": str(qa["id"]),
+                            "title": article.get("title", ""),
+                            "context": paragraph["context"],
+                            "question": qa["question"],
+                            "answers": {
+                                "text": [a["text"] for a in answers],
+                                "answer_start": [int(a["answer_start"]) for a in answers],
+                            },
+                        }
+                    )
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(
+            f"{path}: looks like nested SQuAD JSON (data/paragraphs/qas) but an entry is malformed: missing or bad "
+            f"{e}; each qa needs id, question and answers [{{text, answer_start}}]."
+        ) from e
+    return pa.Table.from_pylist(rows, schema=SQUAD_SCHEMA)
 
 
 def _parquet(path: Path) -> pa.Table:

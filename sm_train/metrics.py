@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import string
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +20,9 @@ PREFIX = "[metric]"
 VALUE_REGEX = r"(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|-?nan|-?inf)"
 MAX_DEFINITIONS = 40  # AlgorithmSpecification.MetricDefinitions limit
 MAX_REGEX_LENGTH = 500
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 TRAINING_LOG_NAMES = ("loss", "grad_norm", "learning_rate", "epoch")
 TRAIN_RESULT_NAMES = (
@@ -85,3 +90,50 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
         "precision": float(precision),
         "recall": float(recall),
     }
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalization: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _f1(prediction: str, gold: str) -> float:
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(
+    predictions: Mapping[str, str], references: Mapping[str, list[str]], with_negative: bool
+) -> dict[str, float]:
+    """exact_match and f1 (0-100, best over the gold answers); with SQuAD v2 also HasAns_* and NoAns_*.
+
+    A question without gold answers is answered correctly only by the empty prediction.
+    """
+    scores: dict[str, list[tuple[float, float]]] = {"all": [], "HasAns": [], "NoAns": []}
+    for question_id, golds in references.items():
+        prediction = predictions.get(question_id, "")
+        candidates = golds or [""]
+        exact = max(float(normalize_answer(prediction) == normalize_answer(g)) for g in candidates)
+        f1 = max(_f1(prediction, g) for g in candidates)
+        scores["all"].append((exact, f1))
+        scores["HasAns" if golds else "NoAns"].append((exact, f1))
+
+    def mean(pairs: list[tuple[float, float]], index: int) -> float:
+        return 100.0 * sum(p[index] for p in pairs) / len(pairs) if pairs else 0.0
+
+    result = {"exact_match": mean(scores["all"], 0), "f1": mean(scores["all"], 1)}
+    if with_negative:
+        for group in ("HasAns", "NoAns"):
+            result |= {
+                f"{group}_exact": mean(scores[group], 0),
+                f"{group}_f1": mean(scores[group], 1),
+                f"{group}_total": len(scores[group]),
+            }
+    return result

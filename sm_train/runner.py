@@ -111,7 +111,10 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     set_seed(args.seed)
     tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
     with args.main_process_first(desc="preprocessing"):
-        datasets = {split: task.preprocess(raw[split], tokenizer, training=split == "train") for split in raw}
+        datasets = {
+            split: task.preprocess(raw[split], tokenizer, training=split == "train", num_proc=cfg.job.num_proc)
+            for split in raw
+        }
     model = _load(task.model_class, model_name, "model", **task.model_kwargs())
     trainer = build_trainer(cfg, task, model, tokenizer, datasets)
 
@@ -119,14 +122,15 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     eval_results: dict[str, Any] = {}
     if "train" in datasets:
         output = trainer.train(resume_from_checkpoint=resume)
-        train_results = {**output.metrics, "train_samples": len(datasets["train"])}
+        train_results = {**output.metrics, "train_samples": len(raw["train"])}
     if "eval" in datasets:
-        eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(datasets["eval"])}
+        eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}
 
     trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
     if trainer.is_world_process_zero():
         sizes = {split: len(raw[split]) for split in raw}
         outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
+        task.write_predictions(env.output_data_dir)
         _write_outputs(cfg, env, task, model_name, sizes, train_results, eval_results)
     return {**train_results, **eval_results}
 

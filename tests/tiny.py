@@ -64,10 +64,52 @@ def three_way(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white")
+QUESTION = "what color is it?"
+
+
+def qa_rows(n: int, seed: int = 0, *, words: int = 90, unanswerable_every: int = 0) -> list[dict]:
+    """SQuAD-style rows whose answer is the one color word hidden in a long context of filler words.
+
+    Contexts of ~90 words are longer than a 64-token window, so every example spans several windows.
+    Every `unanswerable_every`-th row has no color and no answer (SQuAD v2).
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        filler = [rng.choice(NEUTRAL) for _ in range(words)]
+        answerable = not unanswerable_every or i % unanswerable_every != unanswerable_every - 1
+        answers: dict[str, list] = {"text": [], "answer_start": []}
+        if answerable:
+            color, position = rng.choice(COLORS), rng.randrange(words)
+            filler.insert(position, color)
+            start = len(" ".join(filler[:position])) + (1 if position else 0)
+            answers = {"text": [color], "answer_start": [start]}
+        rows.append({"id": f"q{seed}-{i}", "title": "colors", "context": " ".join(filler), "question": QUESTION,
+                     "answers": answers})  # fmt: skip
+    return rows
+
+
+def squad_nested(rows: list[dict], version_2: bool = False) -> dict:
+    """The original nested SQuAD JSON layout for flat rows."""
+    paragraphs = []
+    for row in rows:
+        answers = [{"text": t, "answer_start": s} for t, s in zip(*row["answers"].values(), strict=True)]
+        qa = {"id": row["id"], "question": row["question"], "answers": answers}
+        if version_2:
+            qa["is_impossible"] = not answers
+        paragraphs.append({"context": row["context"], "qas": [qa]})
+    return {"version": "v2.0" if version_2 else "1.1", "data": [{"title": "colors", "paragraphs": paragraphs}]}
+
+
 def corpus() -> list[str]:
     rng = random.Random(1)
-    words = POSITIVE + NEGATIVE + NEUTRAL
-    return [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)] + [t for t, _ in sentences(200)]
+    words = POSITIVE + NEGATIVE + NEUTRAL + COLORS
+    return (
+        [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)]
+        + [t for t, _ in sentences(200)]
+        + [QUESTION] * 5
+    )
 
 
 def build_tokenizer(extra_text: list[str] | None = None):  # -> PreTrainedTokenizerFast

@@ -6,9 +6,10 @@ import importlib
 
 from sm_train.errors import ConfigError
 from sm_train.tasks.base import Task
+from sm_train.tasks.question_answering import QuestionAnswering
 from sm_train.tasks.text_classification import TextClassification
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification,)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, QuestionAnswering)}
 
 
 def get_task(name: str) -> type[Task]:

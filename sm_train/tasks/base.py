@@ -4,6 +4,7 @@ metrics; runner.py does that for all of them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets import Dataset, DatasetDict
@@ -31,7 +32,10 @@ class Task:
         """Extra from_pretrained arguments (label maps, ...)."""
         return {}
 
-    def preprocess(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool) -> Dataset:
+    def preprocess(
+        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
+    ) -> Dataset:
+        """Model inputs (with labels) for one split; batched `map` with num_proc workers."""
         raise NotImplementedError
 
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Callable | None:
@@ -39,6 +43,9 @@ class Task:
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         raise NotImplementedError
+
+    def write_predictions(self, directory: Path) -> None:
+        """Write the last evaluation's predictions, for tasks whose answers are worth reading (rank 0 only)."""
 
     def card(self) -> dict[str, Any]:
         """Task facts for the model card and the resolved config (e.g. the label names)."""

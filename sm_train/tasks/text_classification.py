@@ -133,7 +133,9 @@ class TextClassification(Task):
             "ignore_mismatched_sizes": True,
         }
 
-    def preprocess(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool) -> Dataset:
+    def preprocess(
+        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
+    ) -> Dataset:
         label_column, label2id, label_key = self.label_column, self.label2id, self.label_key
         if self.pretokenized:
             logger.info("the data is already tokenized (input_ids): using it as is")
@@ -152,7 +154,7 @@ class TextClassification(Task):
             encoded["labels"] = [label2id[label_key(v)] for v in batch[label_column]]
             return encoded
 
-        return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
+        return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorWithPadding:
         # Dynamic padding: each batch is padded to its own longest row, never every row to max_seq_length.

@@ -1,0 +1,312 @@
+"""Extractive question answering (SQuAD v1.1 / v2.0 style): find the answer span in a context.
+
+Long contexts become overlapping windows (doc_stride). Evaluation features keep their offsets and example ids, and
+best_answers() (a pure function) turns the windows' start/end logits back into one answer text per question.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict, Sequence, Value
+from transformers import (
+    AutoModelForQuestionAnswering,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    default_data_collator,
+)
+
+from sm_train.errors import ConfigError, DataError
+from sm_train.metrics import squad_metrics
+from sm_train.tasks.base import Task
+from sm_train.tasks.text_classification import find_column
+
+logger = logging.getLogger(__name__)
+
+ANSWER_TYPE = {"text": Sequence(Value("string")), "answer_start": Sequence(Value("int32"))}
+
+
+@dataclass
+class QuestionAnsweringArgs:
+    question_column: str = field(default="question", metadata={"help": "Question column."})
+    context_column: str = field(default="context", metadata={"help": "Context column."})
+    answer_column: str = field(
+        default="answers", metadata={"help": "Answers column: {text: [...], answer_start: [...]}."}
+    )
+    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context part)."})
+    doc_stride: int = field(default=128, metadata={"help": "Tokens of overlap between the windows of a long context."})
+    pad_to_max_length: bool = field(default=False, metadata={"help": "Pad every window to max_seq_length."})
+    n_best_size: int = field(default=20, metadata={"help": "Start and end candidates searched per window."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
+    version_2_with_negative: bool = field(default=False, metadata={"help": "SQuAD v2: questions may have no answer."})
+    null_score_diff_threshold: float = field(
+        default=0.0, metadata={"help": "SQuAD v2: predict no answer when null score - best score exceeds this."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.doc_stride >= self.max_seq_length:
+            raise ConfigError(
+                f"doc_stride={self.doc_stride} must be smaller than max_seq_length={self.max_seq_length} "
+                "(it is the overlap between windows, and the question takes room too)."
+            )
+        for name in ("max_seq_length", "n_best_size", "max_answer_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {getattr(self, name)}.")
+
+
+def answer_list(value: Any) -> dict[str, list]:
+    """{text: [...], answer_start: [...]} from that shape, a list of {text, answer_start}, or its JSON text."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {"text": [], "answer_start": []}
+    if isinstance(value, list):
+        value = {"text": [a["text"] for a in value], "answer_start": [a["answer_start"] for a in value]}
+    return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in value.get("answer_start") or []]}
+
+
+def best_answers(
+    examples: list[dict[str, Any]],
+    features: list[dict[str, Any]],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    with_negative: bool = False,
+    null_score_diff_threshold: float = 0.0,
+) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]]]:
+    """Answer text per example id, and the n best candidates, from the logits of every window.
+
+    examples: {id, context}; features (one per window, in logits order): {example_id, offset_mapping, cls_index},
+    where offset_mapping is None outside the context. A span must lie in the context, end at or after its start
+    and be at most max_answer_length tokens. With SQuAD v2 the answer is "" when the best null score (CLS start and
+    end) beats the best span by more than null_score_diff_threshold.
+    """
+    by_example: dict[str, list[int]] = {}
+    for index, feature in enumerate(features):
+        by_example.setdefault(feature["example_id"], []).append(index)
+    answers: dict[str, str] = {}
+    nbest: dict[str, list[dict[str, Any]]] = {}
+    for example in examples:
+        candidates: list[tuple[float, int, int]] = []
+        null_score = float("inf")
+        for index in by_example.get(example["id"], []):
+            offsets = features[index]["offset_mapping"]
+            starts, ends = start_logits[index][: len(offsets)], end_logits[index][: len(offsets)]
+            cls = features[index].get("cls_index", 0)
+            null_score = min(null_score, float(starts[cls] + ends[cls]))
+            # Score every pair of the n best starts and ends at once; keep spans inside the context, in order, short.
+            top_starts = np.argsort(starts)[::-1][:n_best_size]
+            top_ends = np.argsort(ends)[::-1][:n_best_size]
+            in_context = np.array([offsets[t] is not None for t in range(len(offsets))])
+            length = top_ends[None, :] - top_starts[:, None]
+            valid = (
+                in_context[top_starts][:, None] & in_context[top_ends][None, :] & (length >= 0)
+                & (length < max_answer_length)
+            )  # fmt: skip
+            rows, cols = np.nonzero(valid)
+            scores = starts[top_starts[rows]] + ends[top_ends[cols]]
+            for k in np.argsort(scores)[::-1][:n_best_size]:
+                span = (offsets[top_starts[rows[k]]][0], offsets[top_ends[cols[k]]][1])
+                candidates.append((float(scores[k]), span[0], span[1]))
+        candidates = sorted(candidates, reverse=True)[:n_best_size]
+        texts = [{"text": example["context"][a:b], "score": score} for score, a, b in candidates]
+        best_score = candidates[0][0] if candidates else float("-inf")
+        no_answer = not candidates or (with_negative and null_score - best_score > null_score_diff_threshold)
+        answers[example["id"]] = "" if no_answer else texts[0]["text"]
+        nbest[example["id"]] = texts
+    return answers, nbest
+
+
+class QuestionAnswering(Task):
+    name = "question-answering"
+    Args = QuestionAnsweringArgs
+    model_class = AutoModelForQuestionAnswering
+    metric_names = (
+        "exact_match", "f1", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total"
+    )  # fmt: skip
+    # QA evaluation is judged by F1 (best-model selection); its loss on windows says little.
+    training_defaults = {"metric_for_best_model": "f1"}
+
+    def prepare(self, raw: DatasetDict) -> None:
+        args = self.args
+        for split_name in list(raw):
+            split = raw[split_name]
+            for given, hyperparameter in (
+                (args.question_column, "question_column"),
+                (args.context_column, "context_column"),
+                (args.answer_column, "answer_column"),
+            ):
+                find_column(split, given, (), hyperparameter, split_name)
+            if "id" not in split.column_names or len(set(split["id"])) != len(split):
+                # Predictions are matched to questions by id: ids must exist and be unique.
+                if "id" in split.column_names:
+                    logger.warning("the %s data has duplicate ids; numbering its rows instead", split_name)
+                    split = split.remove_columns("id")
+                split = split.add_column("id", [str(i) for i in range(len(split))])
+            raw[split_name] = split.map(self._normalize, desc="Reading answers").cast_column(
+                args.answer_column, ANSWER_TYPE
+            )
+            self._check_answers(raw[split_name], split_name)
+
+    def _normalize(self, row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {self.args.answer_column: answer_list(row[self.args.answer_column]), "id": str(row["id"])}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DataError(
+                f"Row {row.get('id')!r}: cannot read column {self.args.answer_column!r} ({e}); expected "
+                '{"text": [...], "answer_start": [...]}.'
+            ) from e
+
+    def _check_answers(self, split: Dataset, where: str) -> None:
+        """answer_start must point at the answer text in the context; fail when most rows disagree."""
+        contexts, answers = split[self.args.context_column], split[self.args.answer_column]
+        answered = [(c, a) for c, a in zip(contexts, answers, strict=True) if a["text"]]
+        wrong = sum(
+            1
+            for c, a in answered
+            if c[a["answer_start"][0] : a["answer_start"][0] + len(a["text"][0])] != a["text"][0]
+        )
+        unanswerable = len(split) - len(answered)
+        if unanswerable and not self.args.version_2_with_negative:
+            logger.warning(
+                "%d %s questions have no answer: set version_2_with_negative=true to let the model predict none",
+                unanswerable,
+                where,
+            )
+        if wrong:
+            message = (
+                f"{wrong} of {len(answered)} answered {where} rows have an answer_start that does not point at the "
+                "answer text in the context"
+            )
+            if wrong * 2 > len(answered):
+                raise DataError(f"{message}; answer_start must be the character offset of the answer in the context.")
+            logger.warning("%s; their training labels may be wrong", message)
+
+    def preprocess(
+        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
+    ) -> Dataset:
+        if not tokenizer.is_fast:
+            raise ConfigError(
+                f"question-answering needs a fast tokenizer (offset mapping); {type(tokenizer).__name__} is a slow "
+                "one. Use a model that ships tokenizer.json."
+            )
+        self.max_length = min(self.args.max_seq_length, tokenizer.model_max_length)
+        if self.max_length < self.args.max_seq_length:
+            logger.warning("max_seq_length=%d exceeds the model's %d tokens; using %d", self.args.max_seq_length,
+                           self.max_length, self.max_length)  # fmt: skip
+        self._check_stride(split, tokenizer)
+        features = split.map(
+            self._windows,
+            batched=True,
+            remove_columns=split.column_names,
+            num_proc=num_proc,
+            fn_kwargs={"tokenizer": tokenizer, "keep_offsets": not training},
+            desc="Tokenizing into windows",
+        )
+        if not training:
+            self.eval_examples, self.eval_features = split, features
+        return features
+
+    def _check_stride(self, split: Dataset, tokenizer: PreTrainedTokenizerBase) -> None:
+        """A stride that leaves no room for the question makes the tokenizer panic (a Rust panic, not an error)."""
+        longest = max(
+            (
+                len(ids)
+                for ids in tokenizer(list(split[self.args.question_column]), add_special_tokens=False)["input_ids"]
+            ),
+            default=0,
+        )
+        room = self.max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
+        if self.args.doc_stride >= room:
+            raise ConfigError(
+                f"doc_stride={self.args.doc_stride} leaves no room for the question: with max_seq_length="
+                f"{self.max_length} and questions up to {longest} tokens, each window holds {room} context "
+                f"tokens. Use doc_stride < {max(room, 1)} or a larger max_seq_length."
+            )
+
+    def _windows(
+        self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, keep_offsets: bool
+    ) -> dict[str, Any]:
+        args = self.args
+        pad_on_right = tokenizer.padding_side == "right"
+        questions = [q.lstrip() for q in batch[args.question_column]]
+        contexts = batch[args.context_column]
+        encoded = tokenizer(
+            questions if pad_on_right else contexts,
+            contexts if pad_on_right else questions,
+            truncation="only_second" if pad_on_right else "only_first",
+            max_length=self.max_length,
+            stride=args.doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="max_length" if args.pad_to_max_length else False,
+        )
+        context_id = 1 if pad_on_right else 0
+        sample_map = encoded.pop("overflow_to_sample_mapping")
+        offsets_all = encoded.pop("offset_mapping")
+        starts, ends, cls_indexes, example_ids, kept_offsets = [], [], [], [], []
+        for i, offsets in enumerate(offsets_all):
+            ids = encoded["input_ids"][i]
+            cls = ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0
+            sequence_ids = encoded.sequence_ids(i)
+            sample = sample_map[i]
+            answer = batch[args.answer_column][sample]
+            start = end = cls
+            if answer["text"]:
+                start_char = answer["answer_start"][0]
+                end_char = start_char + len(answer["text"][0])
+                context_tokens = [t for t, s in enumerate(sequence_ids) if s == context_id]
+                first, last = context_tokens[0], context_tokens[-1]
+                if offsets[first][0] <= start_char and offsets[last][1] >= end_char:
+                    start = next(t for t in range(first, last + 1) if offsets[t][1] > start_char)
+                    end = next(t for t in range(last, first - 1, -1) if offsets[t][0] < end_char)
+            starts.append(start)
+            ends.append(end)
+            cls_indexes.append(cls)
+            example_ids.append(batch["id"][sample])
+            kept_offsets.append([o if sequence_ids[k] == context_id else None for k, o in enumerate(offsets)])
+        encoded["start_positions"], encoded["end_positions"] = starts, ends
+        if keep_offsets:
+            encoded |= {"example_id": example_ids, "offset_mapping": kept_offsets, "cls_index": cls_indexes}
+        return encoded
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Any:
+        return default_data_collator if self.args.pad_to_max_length else DataCollatorWithPadding(tokenizer)
+
+    def postprocess(self, start_logits: np.ndarray, end_logits: np.ndarray) -> tuple[dict, dict]:
+        args = self.args
+        examples = [{"id": r["id"], "context": r[args.context_column]} for r in self.eval_examples]
+        features = self.eval_features.select_columns(["example_id", "offset_mapping", "cls_index"]).to_list()
+        return best_answers(
+            examples,
+            features,
+            start_logits,
+            end_logits,
+            n_best_size=args.n_best_size,
+            max_answer_length=args.max_answer_length,
+            with_negative=args.version_2_with_negative,
+            null_score_diff_threshold=args.null_score_diff_threshold,
+        )
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        start_logits, end_logits = prediction.predictions[:2]
+        self.predictions, self.nbest = self.postprocess(start_logits, end_logits)
+        references = {r["id"]: r[self.args.answer_column]["text"] for r in self.eval_examples}
+        return squad_metrics(self.predictions, references, self.args.version_2_with_negative)
+
+    def write_predictions(self, directory: Path) -> None:
+        if getattr(self, "predictions", None) is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "eval_predictions.json").write_text(json.dumps(self.predictions, indent=2, ensure_ascii=False))
+        (directory / "eval_nbest_predictions.json").write_text(json.dumps(self.nbest, indent=2, ensure_ascii=False))
+
+    def card(self) -> dict[str, Any]:
+        return {"version_2_with_negative": self.args.version_2_with_negative}
