@@ -1,0 +1,213 @@
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset, DatasetDict
+
+from sm_train.data import load_path
+from sm_train.errors import ConfigError, DataError
+from sm_train.metrics import normalize_answer, squad_metrics
+from sm_train.tasks.question_answering import QuestionAnswering, QuestionAnsweringArgs, answer_list, best_answers
+from tests import tiny
+
+# "aa bb cc dd ee ff": two windows that overlap on "cc dd"; None marks question and special tokens.
+CONTEXT = "aa bb cc dd ee ff"
+WORDS = {"aa": (0, 2), "bb": (3, 5), "cc": (6, 8), "dd": (9, 11), "ee": (12, 14), "ff": (15, 17)}
+HEAD = [None, None, None]  # [CLS] question [SEP]
+FEATURES = [
+    {
+        "example_id": "e",
+        "cls_index": 0,
+        "offset_mapping": [*HEAD, *(WORDS[w] for w in ("aa", "bb", "cc", "dd")), None],
+    },
+    {
+        "example_id": "e",
+        "cls_index": 0,
+        "offset_mapping": [*HEAD, *(WORDS[w] for w in ("cc", "dd", "ee", "ff")), None],
+    },
+]
+EXAMPLES = [{"id": "e", "context": CONTEXT}]
+
+
+def logits(**marks: dict[int, float]) -> np.ndarray:
+    """2 windows x 8 tokens of low logits, with given (window, token) values raised."""
+    array = np.full((2, 8), -10.0)
+    for (window, token), value in marks.items():
+        array[window, token] = value
+    return array
+
+
+def at(window: int, token: int) -> tuple[int, int]:
+    return window, token
+
+
+def answer(start: dict, end: dict, **options) -> tuple[dict, dict]:
+    start_logits, end_logits = np.full((2, 8), -10.0), np.full((2, 8), -10.0)
+    for (window, token), value in start.items():
+        start_logits[window, token] = value
+    for (window, token), value in end.items():
+        end_logits[window, token] = value
+    return best_answers(EXAMPLES, FEATURES, start_logits, end_logits, **options)
+
+
+def test_answer_across_the_window_overlap() -> None:
+    # Window 0 sees "dd" (score 6); window 1 sees all of "dd ee" (score 9).
+    answers, nbest = answer({(0, 6): 5.0, (1, 4): 5.0}, {(0, 6): 1.0, (1, 5): 4.0})
+    assert answers == {"e": "dd ee"}
+    assert [c["text"] for c in nbest["e"]][:2] == ["dd ee", "dd"]
+    assert [c["score"] for c in nbest["e"]] == sorted((c["score"] for c in nbest["e"]), reverse=True)
+
+
+def test_spans_longer_than_max_answer_length_are_skipped() -> None:
+    start, end = {(0, 3): 9.0, (0, 5): 2.0}, {(0, 6): 9.0, (0, 5): 1.0}
+    assert answer(start, end)[0] == {"e": "aa bb cc dd"}
+    assert answer(start, end, max_answer_length=2)[0] == {"e": "cc dd"}
+    assert answer(start, end, max_answer_length=1)[0] == {"e": "cc"}
+
+
+def test_spans_outside_the_context_or_reversed_are_skipped() -> None:
+    # The strongest start is in the question (offset None); the next is after the strongest end.
+    start, end = {(0, 1): 20.0, (0, 6): 9.0, (0, 4): 1.0}, {(0, 5): 9.0}
+    assert answer(start, end)[0] == {"e": "bb cc"}
+
+
+def test_squad_v2_null_answer_and_threshold() -> None:
+    start, end = {(0, 0): 5.0, (1, 0): 6.0, (0, 4): 3.0}, {(0, 0): 5.0, (1, 0): 6.0, (0, 4): 3.0}
+    # Null score = min over windows (10) beats the best span (6).
+    assert answer(start, end, with_negative=True)[0] == {"e": ""}
+    assert answer(start, end, with_negative=True, null_score_diff_threshold=5.0)[0] == {"e": "bb"}
+    assert answer(start, end, with_negative=False)[0] == {"e": "bb"}
+
+
+def test_examples_without_features_get_an_empty_answer() -> None:
+    answers, nbest = best_answers([{"id": "lost", "context": "x"}], FEATURES, np.zeros((2, 8)), np.zeros((2, 8)))
+    assert answers == {"lost": ""} and nbest == {"lost": []}
+
+
+def test_squad_metrics_normalization_and_v2_groups() -> None:
+    assert normalize_answer("The  Red, car!") == "red car"
+    result = squad_metrics(
+        {"a": "the red car", "b": "", "c": "dark blue"}, {"a": ["Red car"], "b": [], "c": ["blue"]}, True
+    )
+    assert result["exact_match"] == pytest.approx(200 / 3)
+    assert result["f1"] == pytest.approx(100 * (1 + 1 + 2 / 3) / 3)
+    assert result["HasAns_total"] == 2 and result["NoAns_total"] == 1 and result["NoAns_exact"] == 100.0
+    assert "HasAns_f1" not in squad_metrics({"a": "x"}, {"a": ["x"]}, False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": ["red"], "answer_start": [3]},
+        [{"text": "red", "answer_start": 3}],
+        '{"text": ["red"], "answer_start": [3]}',
+    ],
+)
+def test_answer_shapes(value) -> None:
+    assert answer_list(value) == {"text": ["red"], "answer_start": [3]}
+
+
+def test_nested_squad_json_v1_and_v2(tmp_path: Path) -> None:
+    rows = tiny.qa_rows(6, unanswerable_every=3)
+    (tmp_path / "v2.json").write_text(json.dumps(tiny.squad_nested(rows, version_2=True)))
+    flat = load_path(tmp_path / "v2.json")
+    assert flat.column_names == ["id", "title", "context", "question", "answers"]
+    assert flat[2]["answers"] == {"text": [], "answer_start": []}
+    assert flat[0]["answers"] == rows[0]["answers"] and flat[0]["context"] == rows[0]["context"]
+    (tmp_path / "v1.json").write_text(json.dumps(tiny.squad_nested(rows[:2])))
+    assert len(load_path(tmp_path / "v1.json")) == 2
+
+
+def test_malformed_nested_squad(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"data": [{"title": "t", "paragraphs": [{"qas": [{"id": "1", "question": "q"}]}]}]})
+    )
+    with pytest.raises(DataError, match="nested SQuAD JSON .* malformed: missing or bad 'context'"):
+        load_path(tmp_path / "bad.json")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny.build_tokenizer()
+
+
+def task(**args) -> QuestionAnswering:
+    return QuestionAnswering(QuestionAnsweringArgs(**{"max_seq_length": 64, "doc_stride": 24, **args}))
+
+
+def prepared(qa: QuestionAnswering, rows: list[dict]) -> DatasetDict:
+    raw = DatasetDict({"train": Dataset.from_list(rows), "eval": Dataset.from_list(rows)})
+    qa.prepare(raw)
+    return raw
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_windows_label_the_answer_tokens(tokenizer, padding_side) -> None:
+    tokenizer.padding_side = padding_side
+    rows = tiny.qa_rows(8)
+    qa = task()
+    raw = prepared(qa, rows)
+    features = qa.preprocess(raw["train"], tokenizer, training=True)
+    assert len(features) > 2 * len(rows)  # long contexts: several windows each
+    answered = [f for f in features if f["start_positions"] != f["input_ids"].index(tokenizer.cls_token_id)]
+    assert answered
+    for feature in answered:
+        span = feature["input_ids"][feature["start_positions"] : feature["end_positions"] + 1]
+        assert tokenizer.decode(span).strip() in tiny.COLORS
+    tokenizer.padding_side = "right"
+
+
+def test_eval_features_keep_offsets_and_ids(tokenizer) -> None:
+    rows = tiny.qa_rows(4)
+    qa = task()
+    raw = prepared(qa, rows)
+    features = qa.preprocess(raw["eval"], tokenizer, training=False)
+    assert set(features["example_id"]) == {r["id"] for r in rows}
+    first = features[0]
+    assert first["offset_mapping"][0] is None  # [CLS]
+    context_offsets = [o for o in first["offset_mapping"] if o is not None]
+    assert context_offsets and all(0 <= a <= b <= len(rows[0]["context"]) for a, b in context_offsets)
+
+
+def test_doc_stride_without_room_for_the_question(tokenizer) -> None:
+    qa = task(doc_stride=56)
+    raw = prepared(qa, tiny.qa_rows(2))
+    with pytest.raises(ConfigError, match=r"doc_stride=56 leaves no room for the question: .*Use doc_stride < "):
+        qa.preprocess(raw["train"], tokenizer, training=True)
+    with pytest.raises(ConfigError, match="doc_stride=64 must be smaller than max_seq_length=64"):
+        QuestionAnsweringArgs(max_seq_length=64, doc_stride=64)
+
+
+def test_slow_tokenizers_are_refused(tokenizer, monkeypatch) -> None:
+    qa = task()
+    raw = prepared(qa, tiny.qa_rows(2))
+    monkeypatch.setattr(type(tokenizer), "is_fast", property(lambda self: False))
+    with pytest.raises(ConfigError, match="needs a fast tokenizer"):
+        qa.preprocess(raw["train"], tokenizer, training=True)
+
+
+def test_answer_start_must_point_at_the_answer(caplog) -> None:
+    rows = tiny.qa_rows(10)
+    shifted = [{**r, "answers": {"text": r["answers"]["text"], "answer_start": [r["answers"]["answer_start"][0] + 1]}}
+               for r in rows]  # fmt: skip
+    with pytest.raises(DataError, match="10 of 10 answered train rows have an answer_start that does not point"):
+        prepared(task(), shifted)
+    caplog.set_level(logging.WARNING)
+    prepared(task(), shifted[:3] + rows[3:])
+    assert "3 of 10 answered train rows" in caplog.text
+
+
+def test_missing_columns_and_unanswerable_without_v2(caplog) -> None:
+    with pytest.raises(DataError, match="answer_column='answers': no such column"):
+        prepared(task(), [{"id": "1", "question": "q", "context": "c"}])
+    caplog.set_level(logging.WARNING)
+    prepared(task(), tiny.qa_rows(6, unanswerable_every=2))
+    assert "have no answer: set version_2_with_negative=true" in caplog.text
+
+
+def test_duplicate_or_missing_ids_are_renumbered() -> None:
+    rows = [{k: v for k, v in r.items() if k != "id"} for r in tiny.qa_rows(3)]
+    raw = prepared(task(), rows)
+    assert raw["train"]["id"][:] == ["0", "1", "2"]
