@@ -104,12 +104,10 @@ def best_answers(
             # Score every pair of the n best starts and ends at once; keep spans inside the context, in order, short.
             top_starts = np.argsort(starts)[::-1][:n_best_size]
             top_ends = np.argsort(ends)[::-1][:n_best_size]
-            in_context = np.array([offsets[t] is not None for t in range(len(offsets))])
+            start_ok = np.array([offsets[t] is not None for t in top_starts], dtype=bool)
+            end_ok = np.array([offsets[t] is not None for t in top_ends], dtype=bool)
             length = top_ends[None, :] - top_starts[:, None]
-            valid = (
-                in_context[top_starts][:, None] & in_context[top_ends][None, :] & (length >= 0)
-                & (length < max_answer_length)
-            )  # fmt: skip
+            valid = start_ok[:, None] & end_ok[None, :] & (length >= 0) & (length < max_answer_length)
             rows, cols = np.nonzero(valid)
             scores = starts[top_starts[rows]] + ends[top_ends[cols]]
             for k in np.argsort(scores)[::-1][:n_best_size]:
