@@ -138,6 +138,8 @@ def run_toolkit(job: Job, timeout: int = 600) -> Job:
         "SM_STUDIO_LOCAL_MODE": "true",  # skips the toolkit's 15-minute wait for algo-1 in DNS
         "TRAINING_JOB_NAME": "sm-train-test",
         "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
+        # The launchers (torchrun) are found on PATH, as in a container.
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     train = Path(sys.executable).parent / "train"
     done = subprocess.run([str(train)], env=env, capture_output=True, text=True, timeout=timeout)

@@ -132,3 +132,24 @@ def test_doc_stride_without_room_fails_before_training(tmp_path: Path, source: P
     hps = {"model_name_or_path": str(encoder), **LEARN, "doc_stride": 60}
     job = run_toolkit(make_tree(tmp_path, hps, {"train": tmp_path / "train"}, source=source))
     assert_fails(job, r"doc_stride=60 leaves no room for the question")
+
+
+@pytest.mark.slow
+def test_distributed_evaluation_keeps_dataset_order(tmp_path: Path, source: Path) -> None:
+    """torchrun with 2 CPU processes (the toolkit's torch_distributed launcher): the evaluation windows are split
+    over the ranks, gathered back, and every prediction still lands on its own question, rank 0 printing once."""
+    encoder = tiny.build_encoder(tmp_path / "encoder")
+    expected = tiny.qa_rows(41, seed=5)  # an odd count: the last batch is uneven across ranks
+    write_rows(tmp_path / "train" / "t.jsonl", tiny.qa_rows(240))
+    write_rows(tmp_path / "validation" / "v.jsonl", expected)
+    hps = {"model_name_or_path": str(encoder), **LEARN, "train_batch_size": 8, "per_device_eval_batch_size": 3,
+           "use_cpu": True}  # fmt: skip
+    distributed = {"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2}
+    channels = {"train": tmp_path / "train", "validation": tmp_path / "validation"}
+    job = run_toolkit(make_tree(tmp_path, hps, channels, source=source, extra=distributed))
+    assert job.returncode == 0, job.log[-4000:]
+    assert "torchrun --nnodes 1 --nproc_per_node 2" in job.log
+    predictions = json.loads((job.output_data_dir / "eval_predictions.json").read_text())
+    assert list(predictions) == [r["id"] for r in expected]
+    assert sum(predictions[r["id"]] == r["answers"]["text"][0] for r in expected) >= 37
+    assert job.stdout.count("[metric] eval_f1 = ") == 1
