@@ -30,10 +30,8 @@ def synthetic(n_examples: int, seed: int = 0) -> tuple[list, list, np.ndarray, n
     for e in range(n_examples):
         examples.append({"id": str(e), "context": context})
         for window in range(2):
-            first_word = window * 300
-            offsets = [None] * QUESTION_TOKENS + [
-                (starts[w], starts[w] + len(f"w{w}")) for w in range(first_word, first_word + SEQ - QUESTION_TOKENS - 1)
-            ] + [None]  # fmt: skip
+            words = range(window * 300, window * 300 + SEQ - QUESTION_TOKENS - 1)
+            offsets = [None] * QUESTION_TOKENS + [(starts[w], starts[w] + len(f"w{w}")) for w in words] + [None]
             features.append({"example_id": str(e), "offset_mapping": offsets, "cls_index": 0})
     start_logits = rng.normal(size=(len(features), SEQ)).astype(np.float32)
     end_logits = rng.normal(size=(len(features), SEQ)).astype(np.float32)
