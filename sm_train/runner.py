@@ -105,17 +105,18 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     model_name = check_model_path(cfg.job.model_name_or_path)
     raw = _splits(cfg, env)
     resume = resolve_resume(cfg.job.resume, Path(args.output_dir)) if "train" in raw else None
+    tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
     task = cfg.task_cls(cfg.task_args)
-    task.prepare(raw)  # columns and labels are checked before the model is loaded
+    task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
 
     set_seed(args.seed)
-    tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
+    model = _load(task.model_class, model_name, "model", **task.model_kwargs())
+    task.configure(model, tokenizer, args)
     with args.main_process_first(desc="preprocessing"):
         datasets = {
             split: task.preprocess(raw[split], tokenizer, training=split == "train", num_proc=cfg.job.num_proc)
             for split in raw
         }
-    model = _load(task.model_class, model_name, "model", **task.model_kwargs())
     trainer = build_trainer(cfg, task, model, tokenizer, datasets)
 
     train_results: dict[str, Any] = {}

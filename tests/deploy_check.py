@@ -6,7 +6,8 @@ Run with the inference venv (transformers 4.57 + sagemaker-huggingface-inference
 
 The toolkit's ``HuggingFaceHandlerService`` is driven as the model server drives it: ``initialize(context)`` (which
 looks for ``code/inference.py`` and calls ``load(model_dir)``), then ``preprocess`` with ``application/json``,
-``predict`` and ``postprocess``. ``HF_TASK`` is unset, so the task is inferred from ``config.json``. Prints one JSON
+``predict`` and ``postprocess``. Without a third argument ``HF_TASK`` is unset, so the task is inferred from
+``config.json``; a third argument sets ``HF_TASK`` as an endpoint's environment would. Prints one JSON
 line ``{"task": ..., "prediction": ...}`` to stdout and exits 0; on failure prints the traceback to stderr, exits 1.
 """
 
@@ -44,10 +45,12 @@ def run(model_dir: str, input_json: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``deploy_check.py MODEL_DIR INPUT_JSON``."""
-    if len(argv) != 2:
+    """Entry point: ``deploy_check.py MODEL_DIR INPUT_JSON [HF_TASK]`` (HF_TASK as set on an endpoint)."""
+    if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
+    if len(argv) == 3:
+        os.environ["HF_TASK"] = argv.pop()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     try:
         with contextlib.redirect_stdout(sys.stderr):

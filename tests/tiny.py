@@ -102,6 +102,22 @@ def squad_nested(rows: list[dict], version_2: bool = False) -> dict:
     return {"version": "v2.0" if version_2 else "1.1", "data": [{"title": "colors", "paragraphs": paragraphs}]}
 
 
+NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+
+
+def dialogues(n: int, seed: int = 0) -> list[dict]:
+    """{'dialogue', 'summary'} rows: the summary names who likes which color, both copied from the dialogue."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        first, second = rng.sample(NAMES, 2)
+        color = rng.choice(COLORS)
+        chatter = " ".join(rng.choice(NEUTRAL) for _ in range(rng.randint(3, 8)))
+        dialogue = f"{first}: i like the {color} film . {second}: {chatter} ."
+        rows.append({"dialogue": dialogue, "summary": f"{first} likes {color} ."})
+    return rows
+
+
 def corpus() -> list[str]:
     rng = random.Random(1)
     words = POSITIVE + NEGATIVE + NEUTRAL + COLORS
@@ -109,10 +125,11 @@ def corpus() -> list[str]:
         [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)]
         + [t for t, _ in sentences(200)]
         + [QUESTION] * 5
+        + [f"{r['dialogue']} {r['summary']} summarize: {r['summary']}" for r in dialogues(100, seed=99)]
     )
 
 
-def build_tokenizer(extra_text: list[str] | None = None):  # -> PreTrainedTokenizerFast
+def build_tokenizer(extra_text: list[str] | None = None, single: str = "[CLS] $A [SEP]"):  # -> tokenizer
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -120,11 +137,11 @@ def build_tokenizer(extra_text: list[str] | None = None):  # -> PreTrainedTokeni
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials)
+    trainer = trainers.WordPieceTrainer(vocab_size=1000, special_tokens=specials)
     tokenizer.train_from_iterator(corpus() + (extra_text or []), trainer)
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        single=single, pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     from tokenizers import decoders
 
@@ -155,5 +172,30 @@ def build_encoder(directory: Path, extra_text: list[str] | None = None) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_seq2seq(directory: Path, family: str = "bart") -> Path:
+    """A 2-layer encoder-decoder, BART-like (labels "[CLS] ... [SEP]", decoding starts at [SEP]) or T5-like
+    (labels "... [SEP]", decoding starts at [PAD]; model_type t5), with its tokenizer, saved to `directory`."""
+    from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
+
+    tokenizer = build_tokenizer(single="[CLS] $A [SEP]" if family == "bart" else "$A [SEP]")
+    pad, cls, sep = tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
+    if family == "bart":
+        config = BartConfig(
+            vocab_size=len(tokenizer), d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=128,
+            pad_token_id=pad, bos_token_id=cls, eos_token_id=sep, decoder_start_token_id=sep, forced_eos_token_id=sep,
+        )  # fmt: skip
+        model = BartForConditionalGeneration(config)
+    else:
+        config = T5Config(
+            vocab_size=len(tokenizer), d_model=64, d_kv=32, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=2,
+            pad_token_id=pad, eos_token_id=sep, decoder_start_token_id=pad,
+        )  # fmt: skip
+        model = T5ForConditionalGeneration(config)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

@@ -7,9 +7,10 @@ import importlib
 from sm_train.errors import ConfigError
 from sm_train.tasks.base import Task
 from sm_train.tasks.question_answering import QuestionAnswering
+from sm_train.tasks.summarization import Summarization
 from sm_train.tasks.text_classification import TextClassification
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, QuestionAnswering)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (TextClassification, QuestionAnswering, Summarization)}
 
 
 def get_task(name: str) -> type[Task]:

@@ -25,8 +25,11 @@ class Task:
     def __init__(self, args: Any) -> None:
         self.args = args
 
-    def prepare(self, raw: DatasetDict) -> None:
-        """Check columns and labels of the raw splits ('train', 'eval') before any model is loaded."""
+    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Check columns, labels and tokenizer fit of the raw splits ('train', 'eval') before any model is loaded."""
+
+    def configure(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, args: TrainingArguments) -> None:
+        """Adjust the loaded model before training (e.g. its generation config)."""
 
     def model_kwargs(self) -> dict[str, Any]:
         """Extra from_pretrained arguments (label maps, ...)."""

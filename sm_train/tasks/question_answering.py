@@ -132,8 +132,17 @@ class QuestionAnswering(Task):
     # QA evaluation is judged by F1 (best-model selection); its loss on windows says little.
     training_defaults = {"metric_for_best_model": "f1"}
 
-    def prepare(self, raw: DatasetDict) -> None:
+    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
         args = self.args
+        if not tokenizer.is_fast:
+            raise ConfigError(
+                f"question-answering needs a fast tokenizer (offset mapping); {type(tokenizer).__name__} is a slow "
+                "one. Use a model that ships tokenizer.json."
+            )
+        self.max_length = min(args.max_seq_length, tokenizer.model_max_length)
+        if self.max_length < args.max_seq_length:
+            logger.warning("max_seq_length=%d exceeds the model's %d tokens; using %d", args.max_seq_length,
+                           self.max_length, self.max_length)  # fmt: skip
         for split_name in list(raw):
             split = raw[split_name]
             for given, hyperparameter in (
@@ -152,6 +161,7 @@ class QuestionAnswering(Task):
                 args.answer_column, ANSWER_TYPE
             )
             self._check_answers(raw[split_name], split_name)
+            self._check_stride(raw[split_name], tokenizer)
 
     def _normalize(self, row: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -190,16 +200,6 @@ class QuestionAnswering(Task):
     def preprocess(
         self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
     ) -> Dataset:
-        if not tokenizer.is_fast:
-            raise ConfigError(
-                f"question-answering needs a fast tokenizer (offset mapping); {type(tokenizer).__name__} is a slow "
-                "one. Use a model that ships tokenizer.json."
-            )
-        self.max_length = min(self.args.max_seq_length, tokenizer.model_max_length)
-        if self.max_length < self.args.max_seq_length:
-            logger.warning("max_seq_length=%d exceeds the model's %d tokens; using %d", self.args.max_seq_length,
-                           self.max_length, self.max_length)  # fmt: skip
-        self._check_stride(split, tokenizer)
         features = split.map(
             self._windows,
             batched=True,

@@ -63,7 +63,7 @@ class TextClassification(Task):
     model_class = AutoModelForSequenceClassification
     metric_names = ("accuracy", "f1", "precision", "recall")
 
-    def prepare(self, raw: DatasetDict) -> None:
+    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
         reference_split = "train" if "train" in raw else "eval"
         reference = raw[reference_split]
         self.pretokenized = "input_ids" in reference.column_names

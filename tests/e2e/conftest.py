@@ -19,11 +19,12 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source_tarball(tmp_path_factory.mktemp("source"))
 
 
-def serve(model_dir: Path, payload: dict[str, Any]) -> dict[str, Any]:
+def serve(model_dir: Path, payload: dict[str, Any], hf_task: str | None = None) -> dict[str, Any]:
     """Load and query the model dir with the SageMaker Hugging Face inference toolkit on transformers 4.x."""
     assert TF4_PYTHON.exists(), f"{TF4_PYTHON} is missing: `make test` installs the inference environment"
+    task = [hf_task] if hf_task else []
     done = subprocess.run(
-        [str(TF4_PYTHON), str(REPO / "tests" / "deploy_check.py"), str(model_dir), json.dumps(payload)],
+        [str(TF4_PYTHON), str(REPO / "tests" / "deploy_check.py"), str(model_dir), json.dumps(payload), *task],
         capture_output=True,
         text=True,
         timeout=300,

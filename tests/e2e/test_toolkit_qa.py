@@ -25,7 +25,10 @@ LEARN = {
     "train_batch_size": 16,
     "seed": 3,
 }
-PROBE = {"question": tiny.QUESTION, "context": "the film was quite good and the actor wore purple with the cast"}
+PROBE = {
+    "question": tiny.QUESTION,
+    "context": "the film was quite the story and purple music with the cast",
+}  # in-vocabulary filler
 
 
 def answer(model_dir: Path, question: str, context: str) -> str:

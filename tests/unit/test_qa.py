@@ -137,9 +137,9 @@ def task(**args) -> QuestionAnswering:
     return QuestionAnswering(QuestionAnsweringArgs(**{"max_seq_length": 64, "doc_stride": 24, **args}))
 
 
-def prepared(qa: QuestionAnswering, rows: list[dict]) -> DatasetDict:
+def prepared(qa: QuestionAnswering, rows: list[dict], tokenizer=None) -> DatasetDict:
     raw = DatasetDict({"train": Dataset.from_list(rows), "eval": Dataset.from_list(rows)})
-    qa.prepare(raw)
+    qa.prepare(raw, tokenizer or tiny.build_tokenizer())
     return raw
 
 
@@ -148,7 +148,7 @@ def test_windows_label_the_answer_tokens(tokenizer, padding_side) -> None:
     tokenizer.padding_side = padding_side
     rows = tiny.qa_rows(8)
     qa = task()
-    raw = prepared(qa, rows)
+    raw = prepared(qa, rows, tokenizer)
     features = qa.preprocess(raw["train"], tokenizer, training=True)
     assert len(features) > 2 * len(rows)  # long contexts: several windows each
     answered = [f for f in features if f["start_positions"] != f["input_ids"].index(tokenizer.cls_token_id)]
@@ -162,7 +162,7 @@ def test_windows_label_the_answer_tokens(tokenizer, padding_side) -> None:
 def test_eval_features_keep_offsets_and_ids(tokenizer) -> None:
     rows = tiny.qa_rows(4)
     qa = task()
-    raw = prepared(qa, rows)
+    raw = prepared(qa, rows, tokenizer)
     features = qa.preprocess(raw["eval"], tokenizer, training=False)
     assert set(features["example_id"]) == {r["id"] for r in rows}
     first = features[0]
@@ -172,20 +172,16 @@ def test_eval_features_keep_offsets_and_ids(tokenizer) -> None:
 
 
 def test_doc_stride_without_room_for_the_question(tokenizer) -> None:
-    qa = task(doc_stride=56)
-    raw = prepared(qa, tiny.qa_rows(2))
     with pytest.raises(ConfigError, match=r"doc_stride=56 leaves no room for the question: .*Use doc_stride < "):
-        qa.preprocess(raw["train"], tokenizer, training=True)
+        prepared(task(doc_stride=56), tiny.qa_rows(2), tokenizer)
     with pytest.raises(ConfigError, match="doc_stride=64 must be smaller than max_seq_length=64"):
         QuestionAnsweringArgs(max_seq_length=64, doc_stride=64)
 
 
 def test_slow_tokenizers_are_refused(tokenizer, monkeypatch) -> None:
-    qa = task()
-    raw = prepared(qa, tiny.qa_rows(2))
     monkeypatch.setattr(type(tokenizer), "is_fast", property(lambda self: False))
     with pytest.raises(ConfigError, match="needs a fast tokenizer"):
-        qa.preprocess(raw["train"], tokenizer, training=True)
+        prepared(task(), tiny.qa_rows(2), tokenizer)
 
 
 def test_answer_start_must_point_at_the_answer(caplog) -> None:

@@ -1,0 +1,174 @@
+"""Summarization with encoder-decoder models (BART, T5, Pegasus, ...): text in, summary out.
+
+Evaluation generates (predict_with_generate), decodes with -100 replaced by the pad id, and scores ROUGE locally with
+the rouge-score package. The generation length and beams evaluation used are written into the model's generation
+config, so the saved model summarizes the same way (not cut at transformers' default of 20 tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    DataCollatorForSeq2Seq,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+)
+
+from sm_train.errors import ConfigError, DataError
+from sm_train.tasks.base import Task
+from sm_train.tasks.text_classification import find_column
+
+logger = logging.getLogger(__name__)
+
+# (text, summary) column pairs of well-known datasets: samsum/dialogsum, xsum, cnn_dailymail, and the generic one.
+KNOWN_LAYOUTS = (("dialogue", "summary"), ("document", "summary"), ("article", "highlights"), ("text", "summary"))
+LABEL_PAD = -100  # ignored by the loss; must become the pad id before decoding (else OverflowError)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class SummarizationArgs:
+    text_column: str | None = field(
+        default=None, metadata={"help": "Text column. Default: dialogue, document, article or text, by layout."}
+    )
+    summary_column: str | None = field(
+        default=None, metadata={"help": "Summary column. Default: summary or highlights, by layout."}
+    )
+    max_source_length: int = field(default=1024, metadata={"help": "Input tokens (capped by the model's limit)."})
+    max_target_length: int = field(default=128, metadata={"help": "Summary tokens for training."})
+    val_max_target_length: int | None = field(
+        default=None, metadata={"help": "Summary tokens for evaluation and generation. Default: max_target_length."}
+    )
+    source_prefix: str | None = field(
+        default=None, metadata={"help": "Text put before every input. Default: 'summarize: ' for T5 models."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_source_length", "max_target_length", "val_max_target_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {value}.")
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-1/2/L/Lsum F-measures (0-100) with stemming; Lsum on newline-separated sentences, no NLTK downloads."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    totals = dict.fromkeys(("rouge1", "rouge2", "rougeL", "rougeLsum"), 0.0)
+    for prediction, reference in zip(predictions, references, strict=True):
+        scores = scorer.score("\n".join(SENTENCE_END.split(reference.strip())),
+                              "\n".join(SENTENCE_END.split(prediction.strip())))  # fmt: skip
+        for name in totals:
+            totals[name] += scores[name].fmeasure
+    return {name: 100 * total / max(len(predictions), 1) for name, total in totals.items()}
+
+
+def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Token ids (padded with -100 by the collator and by Trainer's gathering) back to text."""
+    token_ids = np.where(token_ids == LABEL_PAD, tokenizer.pad_token_id, token_ids)
+    return [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+
+
+class Summarization(Task):
+    name = "summarization"
+    Args = SummarizationArgs
+    model_class = AutoModelForSeq2SeqLM
+    training_args_class = Seq2SeqTrainingArguments
+    trainer_class = Seq2SeqTrainer
+    metric_names = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
+    # Evaluation generates summaries; predictions move to the CPU every 16 steps so memory stays bounded.
+    training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}
+
+    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
+        for split_name, split in raw.items():
+            self.text_column, self.summary_column = self._columns(split, split_name)
+            for column in (self.text_column, self.summary_column):
+                empty = split.select_columns([column]).with_format("arrow")[:].column(0).null_count
+                if empty:
+                    raise DataError(f"Column {column!r} of the {split_name} data has {empty} empty values.")
+        self.tokenizer = tokenizer
+
+    def _columns(self, split: Dataset, where: str) -> tuple[str, str]:
+        args, columns = self.args, split.column_names
+        if args.text_column and args.summary_column:
+            return (find_column(split, args.text_column, (), "text_column", where),
+                    find_column(split, args.summary_column, (), "summary_column", where))  # fmt: skip
+        for text, summary in KNOWN_LAYOUTS:
+            text, summary = args.text_column or text, args.summary_column or summary
+            if text in columns and summary in columns:
+                return text, summary
+        raise DataError(
+            f"Cannot tell the text and summary columns of the {where} data (columns: {columns}); set the "
+            f"text_column and summary_column hyperparameters. Known layouts: {KNOWN_LAYOUTS}."
+        )
+
+    def configure(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, args: Any) -> None:
+        """Prefix for T5 models, and the generation settings evaluation uses written into the model's config."""
+        self.prefix = self.args.source_prefix
+        if self.prefix is None and "t5" in (model.config.model_type or ""):
+            self.prefix = "summarize: "
+            logger.info("T5 model: every input gets the prefix 'summarize: ' (set source_prefix to change it)")
+        self.prefix = self.prefix or ""
+        self.max_source_length = min(self.args.max_source_length, tokenizer.model_max_length)
+        if self.max_source_length < self.args.max_source_length:
+            logger.info("max_source_length capped at the model's %d tokens", self.max_source_length)
+        generation = model.generation_config
+        max_length = args.generation_max_length or self.args.val_max_target_length or self.args.max_target_length
+        num_beams = args.generation_num_beams or generation.num_beams or 1
+        generation.max_length, generation.max_new_tokens, generation.num_beams = max_length, None, num_beams
+        logger.info("generation: max_length=%d num_beams=%d (evaluation and the saved model)", max_length, num_beams)
+
+    def preprocess(
+        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
+    ) -> Dataset:
+        target_length = self.args.max_target_length if training else (
+            self.args.val_max_target_length or self.args.max_target_length
+        )  # fmt: skip
+        text, summary, prefix, source_length = (
+            self.text_column,
+            self.summary_column,
+            self.prefix,
+            self.max_source_length,
+        )
+
+        def encode(batch: dict[str, list]) -> dict[str, Any]:
+            inputs = tokenizer([prefix + str(t) for t in batch[text]], max_length=source_length, truncation=True)
+            labels = tokenizer(text_target=[str(s) for s in batch[summary]], max_length=target_length, truncation=True)
+            inputs["labels"] = labels["input_ids"]
+            return inputs
+
+        return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorForSeq2Seq:
+        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=LABEL_PAD)
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        generated = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        if generated.ndim == 3:  # logits (predict_with_generate=false): take the likeliest token
+            generated = generated.argmax(-1)
+        self.predictions = decode(generated, self.tokenizer)
+        references = decode(prediction.label_ids, self.tokenizer)
+        lengths = np.count_nonzero((generated != self.tokenizer.pad_token_id) & (generated != LABEL_PAD), axis=1)
+        return {**rouge(self.predictions, references), "gen_len": float(np.mean(lengths))}
+
+    def write_predictions(self, directory: Path) -> None:
+        if getattr(self, "predictions", None) is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        lines = (prediction.replace("\n", " ") for prediction in self.predictions)
+        (directory / "generated_predictions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def card(self) -> dict[str, Any]:
+        return {"source_prefix": getattr(self, "prefix", self.args.source_prefix)}
