@@ -105,8 +105,14 @@ def squad_nested(rows: list[dict], version_2: bool = False) -> dict:
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 
 
-def dialogues(n: int, seed: int = 0) -> list[dict]:
-    """{'dialogue', 'summary'} rows: the summary names who likes which color, both copied from the dialogue."""
+LONG_TAIL = "the rest of the talk was about the plot and the music and the cast of this film ."
+
+
+def dialogues(n: int, seed: int = 0, long: bool = False) -> list[dict]:
+    """{'dialogue', 'summary'} rows: the summary names who likes which color, both copied from the dialogue.
+
+    `long` adds a fixed sentence: summaries of 24 tokens, which transformers' default max_length of 20 would cut.
+    """
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
@@ -114,7 +120,8 @@ def dialogues(n: int, seed: int = 0) -> list[dict]:
         color = rng.choice(COLORS)
         chatter = " ".join(rng.choice(NEUTRAL) for _ in range(rng.randint(3, 8)))
         dialogue = f"{first}: i like the {color} film . {second}: {chatter} ."
-        rows.append({"dialogue": dialogue, "summary": f"{first} likes {color} ."})
+        summary = f"{first} likes {color} ." + (f" {LONG_TAIL}" if long else "")
+        rows.append({"dialogue": dialogue, "summary": summary})
     return rows
 
 
@@ -125,7 +132,7 @@ def corpus() -> list[str]:
         [" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)]
         + [t for t, _ in sentences(200)]
         + [QUESTION] * 5
-        + [f"{r['dialogue']} {r['summary']} summarize: {r['summary']}" for r in dialogues(100, seed=99)]
+        + [f"{r['dialogue']} {r['summary']} summarize: {r['summary']}" for r in dialogues(100, seed=99, long=True)]
     )
 
 

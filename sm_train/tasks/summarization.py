@@ -121,6 +121,8 @@ class Summarization(Task):
             self.prefix = "summarize: "
             logger.info("T5 model: every input gets the prefix 'summarize: ' (set source_prefix to change it)")
         self.prefix = self.prefix or ""
+        # Saved in config.json: transformers' summarization pipelines (4.x, the inference toolkit) prepend it.
+        model.config.prefix = self.prefix or None
         self.max_source_length = min(self.args.max_source_length, tokenizer.model_max_length)
         if self.max_source_length < self.args.max_source_length:
             logger.info("max_source_length capped at the model's %d tokens", self.max_source_length)
