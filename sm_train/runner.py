@@ -79,6 +79,7 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
         processing_class=tokenizer,
         data_collator=task.collator(tokenizer, model),
         compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=task.preprocess_logits,
         callbacks=[MetricLines(), RedactCheckpointArgs()],
     )
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.

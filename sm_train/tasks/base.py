@@ -47,6 +47,10 @@ class Task:
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         raise NotImplementedError
 
+    def preprocess_logits(self, logits: Any, labels: Any) -> Any:
+        """What evaluation keeps of each batch's logits until compute_metrics (default: everything)."""
+        return logits
+
     def write_predictions(self, directory: Path) -> None:
         """Write the last evaluation's predictions, for tasks whose answers are worth reading (rank 0 only)."""
 

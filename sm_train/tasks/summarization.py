@@ -156,10 +156,14 @@ class Summarization(Task):
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorForSeq2Seq:
         return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=LABEL_PAD)
 
+    def preprocess_logits(self, logits: Any, labels: Any) -> Any:
+        """With predict_with_generate=false evaluation sees vocabulary-sized logits: keep only the likeliest token
+        of each position, or memory grows with vocabulary x length x rows."""
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return logits.argmax(-1) if logits.dim() == 3 else logits
+
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         generated = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        if generated.ndim == 3:  # logits (predict_with_generate=false): take the likeliest token
-            generated = generated.argmax(-1)
         self.predictions = decode(generated, self.tokenizer)
         references = decode(prediction.label_ids, self.tokenizer)
         lengths = np.count_nonzero((generated != self.tokenizer.pad_token_id) & (generated != LABEL_PAD), axis=1)

@@ -154,3 +154,29 @@ def test_argv_outside_sagemaker(tmp_path, monkeypatch, tiny_encoder, capsys) -> 
     assert cli.main(["train", *argv]) == 0
     assert (tmp_path / "ml" / "model" / "model.safetensors").is_file()
     assert "[metric] train_loss = " in capsys.readouterr().out
+
+
+def test_question_answering_from_csv_with_parallel_preprocessing(tmp_path, monkeypatch) -> None:
+    """Answers as JSON text in a csv, num_proc=2 workers for the windows, and a generate-free summarization eval."""
+    encoder = tiny.build_encoder(tmp_path / "encoder")
+    rows = [{**r, "answers": json.dumps(r["answers"])} for r in tiny.qa_rows(40)]
+    write_rows(tmp_path / "data" / "train" / "train.csv", rows)
+    hps = {"task": "question-answering", "model_name_or_path": str(encoder), "max_seq_length": 64,
+           "doc_stride": 24, "num_proc": 2, **FAST}  # fmt: skip
+    job = run(
+        tmp_path, monkeypatch, hps, {"train": tmp_path / "data" / "train", "validation": tmp_path / "data" / "train"}
+    )
+    assert job.returncode == 0, job.failure
+    assert job.results()["eval_samples"] == 40 and "eval_f1" in job.results()
+
+
+def test_summarization_without_generate_keeps_token_ids(tmp_path, monkeypatch) -> None:
+    model = tiny.build_seq2seq(tmp_path / "bart")
+    write_rows(tmp_path / "data" / "train" / "t.jsonl", tiny.dialogues(16))
+    hps = {"task": "summarization", "model_name_or_path": str(model), "predict_with_generate": False,
+           "max_source_length": 64, "max_target_length": 16, **FAST}  # fmt: skip
+    job = run(
+        tmp_path, monkeypatch, hps, {"train": tmp_path / "data" / "train", "validation": tmp_path / "data" / "train"}
+    )
+    assert job.returncode == 0, job.failure
+    assert {"eval_rouge1", "eval_gen_len"} <= set(job.results())
