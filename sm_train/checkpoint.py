@@ -1,9 +1,21 @@
-"""Where training resumes from: the newest complete checkpoint in the checkpoint dir."""
+"""Checkpoints that are complete or absent, and where training resumes from.
+
+A checkpoint counts as complete only when sm_train's manifest (written after Trainer finished every file) lists
+files that are all present with their sizes, and its trainer state, weights, optimizer and scheduler read back.
+SageMaker restores the checkpoint dir from S3 before every attempt, so a checkpoint cut off by a spot interruption
+(killed mid-write, or only partly uploaded) can be there: it is set aside, never resumed from.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import shutil
+import struct
+import time
+import zipfile
 from pathlib import Path
 
 from sm_train.errors import ConfigError
@@ -12,36 +24,111 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 STATE_FILE = "trainer_state.json"
+MANIFEST = "sm_train_checkpoint.json"
+INCOMPLETE_DIR = "incomplete"  # where torn checkpoints are moved aside (not named checkpoint-*)
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt")
 
 
-def latest_complete(checkpoint_dir: Path) -> Path | None:
-    """The highest-step checkpoint-N that has its trainer state; a half-written one lacks it and is skipped."""
-    if not checkpoint_dir.is_dir():
-        return None
-    found = []
-    for path in checkpoint_dir.iterdir():
-        match = CHECKPOINT_RE.fullmatch(path.name)
-        if match and path.is_dir():
-            if (path / STATE_FILE).is_file():
-                found.append((int(match.group(1)), path))
-            else:
-                logger.warning("skipping incomplete checkpoint %s (no %s)", path, STATE_FILE)
-    return max(found)[1] if found else None
+def _safetensors_ok(path: Path) -> bool:
+    """The header parses and the file is as long as the header says (a truncated copy is not)."""
+    with path.open("rb") as f:
+        header_length = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(header_length))
+    ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
+    return path.stat().st_size >= 8 + header_length + max(ends, default=0)
 
 
-def resolve_resume(resume: str, checkpoint_dir: Path) -> str | None:
-    """`auto` -> newest complete checkpoint or None; `never` -> None; anything else must be a checkpoint path."""
+def problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be resumed from, or None when it is complete."""
+    try:
+        manifest_path = path / MANIFEST
+        if manifest_path.is_file():
+            for name, size in json.loads(manifest_path.read_text())["files"].items():
+                if not (path / name).is_file() or (path / name).stat().st_size != size:
+                    return f"{name} is missing or has the wrong size"
+        json.loads((path / STATE_FILE).read_text())
+        weights = [path / name for name in WEIGHTS if (path / name).is_file()]
+        if not weights:
+            return "no model weights"
+        if weights[0].suffix == ".safetensors" and not _safetensors_ok(weights[0]):
+            return f"{weights[0].name} is truncated"
+        for name in TRAINING_STATE:
+            if not zipfile.is_zipfile(path / name):
+                return f"{name} is missing or unreadable"
+    except (OSError, ValueError, KeyError, struct.error) as e:
+        return f"unreadable ({type(e).__name__}: {e})"
+    return None
+
+
+def write_manifest(path: Path) -> None:
+    """Mark a checkpoint complete: every file and its size, written atomically after all of them."""
+    files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+    files.pop(MANIFEST, None)
+    tmp = path / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"files": files, "written": time.time()}))
+    os.replace(tmp, path / MANIFEST)
+
+
+def checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """checkpoint-N folders, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in directory.iterdir() if (m := CHECKPOINT_RE.fullmatch(p.name)) and p.is_dir()
+    ]
+    return sorted(found)
+
+
+def set_aside_incomplete(directory: Path) -> list[Path]:
+    """Move torn checkpoints out of the way (Trainer would otherwise write into them); return the complete ones."""
+    complete = []
+    for _, path in checkpoints(directory):
+        reason = problem(path)
+        if reason is None:
+            complete.append(path)
+            continue
+        target = directory / INCOMPLETE_DIR / f"{path.name}-{int(time.time())}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        logger.warning("skipping incomplete checkpoint %s (%s); moved to %s", path, reason, target)
+        path.rename(target)
+    return complete
+
+
+def resolve_resume(resume: str, directory: Path, *, main_process: bool = True) -> str | None:
+    """`auto` -> the newest complete checkpoint or None (a fresh start, said quietly); `never` -> None;
+    anything else must be a complete checkpoint."""
     if resume == "never":
         return None
     if resume == "auto":
-        latest = latest_complete(checkpoint_dir)
-        if latest is not None:
-            logger.info("resuming from %s", latest)
-        return str(latest) if latest else None
+        complete = set_aside_incomplete(directory) if main_process else [
+            p for _, p in checkpoints(directory) if problem(p) is None
+        ]  # fmt: skip
+        if not complete:
+            return None
+        logger.info("resuming from %s", complete[-1])
+        return str(complete[-1])
     path = Path(resume)
-    if not (path / STATE_FILE).is_file():
+    reason = problem(path) if path.is_dir() else "it does not exist"
+    if reason:
         raise ConfigError(
-            f"resume={resume!r} is not a checkpoint (no {STATE_FILE} there); use auto, never or a checkpoint-N path."
+            f"resume={resume!r} is not a usable checkpoint: {reason}. Use auto, never or a checkpoint-N path."
         )
     logger.info("resuming from %s", path)
     return str(path)
+
+
+def rotate(directory: Path, keep: int | None, best: str | None) -> None:
+    """Delete complete checkpoints beyond the newest `keep` (never the best one) and set-aside torn ones.
+
+    Runs after the newest checkpoint is marked complete, so it can never remove the one a restart would need.
+    SageMaker deletes in S3 what is deleted here.
+    """
+    shutil.rmtree(directory / INCOMPLETE_DIR, ignore_errors=True)
+    if not keep:
+        return
+    complete = [p for _, p in checkpoints(directory) if problem(p) is None]
+    for path in complete[:-keep]:
+        if best is None or Path(best).resolve() != path.resolve():
+            shutil.rmtree(path, ignore_errors=True)
+            logger.info("deleted old checkpoint %s (save_total_limit=%d)", path, keep)

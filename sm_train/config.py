@@ -15,6 +15,7 @@ import sys
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
@@ -57,6 +58,12 @@ class JobArgs:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for preprocessing (datasets map)."})
+    checkpoint_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where checkpoints go. Default: the estimator's checkpoint_local_path (/opt/ml/checkpoints)."
+        },
+    )
     resume: str = field(
         default="auto",
         metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
@@ -134,10 +141,19 @@ def _unknown(key: str, known: Iterable[str]) -> ConfigError:
     return ConfigError(f"Unknown hyperparameter '{key}'.{hint}")
 
 
-def sagemaker_defaults(env: SageMakerEnv) -> dict[str, Any]:
+def checkpoint_root(env: SageMakerEnv, given: str | None) -> Path:
+    """The checkpoint dir; with several hosts each writes under its own name, so that files of different hosts never
+    overwrite each other in the one S3 prefix SageMaker syncs for all of them."""
+    root = Path(given) if given else env.checkpoint_dir
+    return root / env.current_host if len(env.hosts) > 1 else root
+
+
+def sagemaker_defaults(env: SageMakerEnv, checkpoints: Path) -> dict[str, Any]:
     """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138)."""
     return {
-        "output_dir": str(env.checkpoint_dir),
+        "output_dir": str(checkpoints),
+        # Early-stopping patience and other callback state survive a spot restart (transformers#28544).
+        "restore_callback_states_from_checkpoint": True,
         "save_total_limit": 2,
         "report_to": "none",
         # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
@@ -172,19 +188,21 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
             raise _unknown(key, kinds)
         values[key] = value
 
+    checkpoints = checkpoint_root(env, values.get("checkpoint_dir"))
     user_output_dir = values.pop("output_dir", None)
-    if user_output_dir not in (None, "", str(env.checkpoint_dir)):
+    if user_output_dir not in (None, "", str(checkpoints)):
         logger.info(
             "output_dir=%s is not used: checkpoints go to %s and the final model to %s",
             user_output_dir,
-            env.checkpoint_dir,
+            checkpoints,
             env.model_dir,
         )
     if values.get("model_name_or_path") in (None, "") and "model" in env.channels:
         values["model_name_or_path"] = str(env.channels["model"])
         logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
 
-    merged = {**sagemaker_defaults(env), **task_cls.training_defaults, **values}
+    defaults = {k: v for k, v in sagemaker_defaults(env, checkpoints).items() if k in kinds}  # 4.x lacks some
+    merged = {**defaults, **task_cls.training_defaults, **values}
     tokens = [token for key, value in merged.items() for token in render(key, value, kinds[key])]
     try:
         job, task_args, training_args = parser.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)

@@ -69,6 +69,7 @@ class SageMakerEnv:
     num_gpus: int = 0
     num_cpus: int = 1
     job_name: str | None = None
+    local_rank: int = 0  # this process's rank on its host (torchrun's LOCAL_RANK); 0 without a launcher
     training_env: Mapping[str, Any] = field(default_factory=dict)
     resource_config: Mapping[str, Any] = field(default_factory=dict)
     input_data_config: Mapping[str, Any] = field(default_factory=dict)
@@ -171,6 +172,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         num_gpus=_int_var(environ, "SM_NUM_GPUS", 0),
         num_cpus=_int_var(environ, "SM_NUM_CPUS", os.cpu_count() or 1),
         job_name=environ.get("TRAINING_JOB_NAME") or training_env.get("job_name") or None,
+        local_rank=_int_var(environ, "LOCAL_RANK", 0),
         training_env=training_env,
         resource_config=resource_config,
         input_data_config=input_data_config,

@@ -9,7 +9,7 @@ from typing import Any
 from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
 
 from sm_train import data, outputs
-from sm_train.callbacks import MetricLines, RedactCheckpointArgs
+from sm_train.callbacks import CheckpointKeeper, MetricLines
 from sm_train.checkpoint import resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
@@ -71,6 +71,8 @@ def _splits(cfg: Config, env: SageMakerEnv) -> Any:
 
 
 def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any]) -> Trainer:
+    # sm_train rotates checkpoints itself, after marking the newest complete (callbacks.CheckpointKeeper).
+    keep, cfg.training_args.save_total_limit = cfg.training_args.save_total_limit, None
     trainer = task.trainer_class(
         model=model,
         args=cfg.training_args,
@@ -80,7 +82,7 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
         data_collator=task.collator(tokenizer, model),
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits,
-        callbacks=[MetricLines(), RedactCheckpointArgs()],
+        callbacks=[MetricLines(), CheckpointKeeper(keep)],
     )
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
     trainer.remove_callback(PrinterCallback)
@@ -105,7 +107,15 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     args = cfg.training_args
     model_name = check_model_path(cfg.job.model_name_or_path)
     raw = _splits(cfg, env)
-    resume = resolve_resume(cfg.job.resume, Path(args.output_dir)) if "train" in raw else None
+    resume = None
+    if "train" in raw:
+        resume = resolve_resume(cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0)
+        if env.in_sagemaker and not env.checkpoints_synced and args.save_strategy != "no":
+            logger.warning(
+                "checkpoints go to %s but SageMaker is not syncing them (no checkpoint_s3_uri on the estimator): "
+                "an interrupted job cannot resume from them",
+                args.output_dir,
+            )
     tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
     task = cfg.task_cls(cfg.task_args)
     task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
