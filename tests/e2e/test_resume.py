@@ -1,0 +1,142 @@
+"""Spot interruptions: a job killed at random moments, several times, resumes to exactly the weights of a job that
+was never interrupted. Each attempt gets a fresh model/output dir and the same checkpoint dir, as on SageMaker."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests import tiny
+from tests.jobs import REPO, Job, job_env, make_tree, write_rows
+
+HPS = {"max_steps": 120, "save_steps": 3, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
+       "warmup_steps": 5, "seed": 11}  # fmt: skip
+
+
+def tree(base: Path, encoder: Path, **extra) -> Job:
+    rows = [{"text": t, "label": label} for t, label in tiny.sentences(96)]
+    write_rows(base / "data" / "train" / "train.csv", rows)
+    hps = {"model_name_or_path": str(encoder), **HPS, **extra}
+    return make_tree(base, hps, {"train": base / "data" / "train"})
+
+
+def start(job: Job) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sm_train", "train"], env=job_env(job.root), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen, job: Job) -> Job:
+    output, _ = process.communicate(timeout=600)
+    job.returncode, job.stdout = process.returncode, output
+    return job
+
+
+def new_attempt(job: Job) -> None:
+    """What a restarted spot attempt sees: an empty model and output dir, the checkpoint dir restored."""
+    for directory in (job.model_dir, job.root / "output"):
+        shutil.rmtree(directory, ignore_errors=True)
+    (job.output_data_dir).mkdir(parents=True)
+    job.model_dir.mkdir()
+
+
+def weights(job: Job) -> dict[str, torch.Tensor]:
+    return load_file(str(job.model_dir / "model.safetensors"))
+
+
+def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.build_encoder(tmp_path_factory.mktemp("encoder"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, encoder: Path) -> dict[str, torch.Tensor]:
+    job = tree(tmp_path_factory.mktemp("uninterrupted"), encoder)
+    finish(start(job), job)
+    assert job.returncode == 0, job.stdout[-3000:]
+    return weights(job)
+
+
+def wait_for_training(process: subprocess.Popen, checkpoints: Path, timeout: float = 120) -> None:
+    """Until this attempt has written a checkpoint of its own."""
+    before = {p.name for p in checkpoints.glob("checkpoint-*")}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if {p.name for p in checkpoints.glob("checkpoint-*")} - before:
+            return
+        time.sleep(0.02)
+
+
+def kill_mid_save(process: subprocess.Popen, checkpoints: Path, timeout: float = 120) -> bool:
+    """SIGKILL as soon as a checkpoint folder exists that is not yet marked complete."""
+    seen = {p.name for p in checkpoints.glob("checkpoint-*")}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for path in checkpoints.glob("checkpoint-*"):
+            if path.name not in seen and not (path / "sm_train_checkpoint.json").exists():
+                process.send_signal(signal.SIGKILL)
+                return True
+        time.sleep(0.001)
+    return False
+
+
+def plant_torn(checkpoints: Path) -> None:
+    """Newer than anything real: one without its state file, one with truncated weights."""
+    newest = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    for step, damage in ((998, "trainer_state.json"), (999, "model.safetensors")):
+        torn = checkpoints / f"checkpoint-{step}"
+        shutil.copytree(newest, torn)
+        if damage == "trainer_state.json":
+            (torn / damage).unlink()
+        else:
+            (torn / damage).write_bytes((torn / damage).read_bytes()[:1000])
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_resumes_exactly(tmp_path: Path, encoder: Path, uninterrupted) -> None:
+    job = tree(tmp_path, encoder)
+    checkpoints = job.root / "checkpoints"
+    rng = random.Random(2026)
+    kills = 0
+    for attempt in range(5):
+        process = start(job)
+        if attempt == 2:
+            kills += kill_mid_save(process, checkpoints)
+        else:
+            wait_for_training(process, checkpoints)
+            time.sleep(rng.uniform(0.0, 1.5))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+        finish(process, job)
+        if attempt == 3:
+            assert "skipping incomplete checkpoint" in job.stdout  # the one killed mid-save
+        new_attempt(job)
+    assert kills >= 4
+    plant_torn(checkpoints)
+    finish(start(job), job)
+    assert "checkpoint-998 (trainer_state.json is missing" in job.stdout
+    assert "checkpoint-999 (model.safetensors is missing or has the wrong size)" in job.stdout
+    assert job.returncode == 0, job.stdout[-3000:]
+    assert "resuming from " in job.stdout and "checkpoint-" in job.stdout
+    assert_identical(weights(job), uninterrupted)
+    state = json.loads(sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+                       .joinpath("trainer_state.json").read_text())  # fmt: skip
+    assert state["global_step"] == HPS["max_steps"]
