@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import copy
+import logging
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from sm_train import checkpoint
 from sm_train.metrics import metric_lines
+
+logger = logging.getLogger(__name__)
 
 
 class MetricLines(TrainerCallback):
@@ -63,3 +70,62 @@ class CheckpointKeeper(TrainerCallback):
         if path.is_dir():
             checkpoint.write_manifest(path)
             checkpoint.rotate(Path(args.output_dir), self.keep, state.best_model_checkpoint)
+
+
+class TimedCheckpoints(TrainerCallback):
+    """Save every `minutes` of wall-clock time as well as on Trainer's own schedule, so a spot interruption loses
+    at most that much work even with long steps or tiny epochs."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60
+        self.last = time.monotonic()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if time.monotonic() - self.last >= self.seconds:
+            control.should_save = True
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.last = time.monotonic()
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGTERM (StopTrainingJob, MaxRuntime, spot) or SIGINT: save a complete checkpoint at the end of the current
+    step and stop training. If that takes longer than `grace` seconds the process exits anyway (SageMaker sends
+    SIGKILL 120 s after SIGTERM); a checkpoint cut short then is set aside on the next start."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        logger.warning(
+            "%s received: saving a checkpoint at the end of this step, then stopping", signal.Signals(signum).name
+        )
+        timer = threading.Timer(self.grace, self._give_up)
+        timer.daemon = True
+        timer.start()
+
+    def _give_up(self) -> None:
+        logger.error("no checkpoint within %.0f s of the signal: exiting without one", self.grace)
+        os._exit(128 + (self.received or signal.SIGTERM))
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True

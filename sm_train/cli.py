@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sm_train import env as sm_env
-from sm_train.errors import UserError
+from sm_train.errors import Interrupted, UserError
 from sm_train.redact import scrub, secret_values
 
 logger = logging.getLogger("sm_train")
@@ -41,7 +41,7 @@ def setup_logging() -> None:
 
 def failure_reason(error: BaseException) -> str:
     """The first line says what went wrong, where, and how to fix it."""
-    if isinstance(error, UserError):
+    if isinstance(error, UserError | Interrupted):
         return str(error)
     name = type(error).__name__
     if isinstance(error, MemoryError) or "OutOfMemoryError" in name:
@@ -87,7 +87,7 @@ def train(argv: Sequence[str]) -> int:
         logger.error("%s\n%s", reason, scrub(traceback.format_exc(), secrets))
         write_failure(environment.output_dir, reason)
         guard.clean()
-        return 1
+        return error.exit_code if isinstance(error, Interrupted) else 1
     return 0
 
 

@@ -64,6 +64,15 @@ class JobArgs:
             "help": "Where checkpoints go. Default: the estimator's checkpoint_local_path (/opt/ml/checkpoints)."
         },
     )
+    save_every_minutes: float | None = field(
+        default=None, metadata={"help": "Also save a checkpoint every N minutes of training (bounds a spot loss)."}
+    )
+    sigterm_grace_seconds: float = field(
+        default=90.0,
+        metadata={
+            "help": "After SIGTERM/SIGINT: seconds to save a checkpoint before exiting (SageMaker kills at 120)."
+        },
+    )
     resume: str = field(
         default="auto",
         metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
@@ -233,6 +242,10 @@ def _validate(job: JobArgs, args: TrainingArguments) -> None:
             f"Nothing to train: num_train_epochs={args.num_train_epochs} and max_steps={args.max_steps}; "
             "set num_train_epochs > 0 or max_steps > 0."
         )
+    if job.save_every_minutes is not None and job.save_every_minutes <= 0:
+        raise ConfigError(f"Hyperparameter 'save_every_minutes' must be positive, got {job.save_every_minutes}.")
+    if job.sigterm_grace_seconds <= 0:
+        raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")
     if args.learning_rate < 0:
         raise ConfigError(f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.")
 

@@ -11,3 +11,11 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A channel, file, column or label is missing or malformed."""
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; the exit code is 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

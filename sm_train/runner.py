@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
 
 from sm_train import data, outputs
-from sm_train.callbacks import CheckpointKeeper, MetricLines
+from sm_train.callbacks import CheckpointKeeper, MetricLines, StopOnSignal, TimedCheckpoints
 from sm_train.checkpoint import resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
-from sm_train.errors import ConfigError, DataError
+from sm_train.errors import ConfigError, DataError, Interrupted
 from sm_train.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
         data_collator=task.collator(tokenizer, model),
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits,
-        callbacks=[MetricLines(), CheckpointKeeper(keep)],
+        callbacks=[MetricLines(), CheckpointKeeper(keep), StopOnSignal(cfg.job.sigterm_grace_seconds)],
     )
+    if cfg.job.save_every_minutes:
+        trainer.add_callback(TimedCheckpoints(cfg.job.save_every_minutes))
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
     trainer.remove_callback(PrinterCallback)
     return trainer
@@ -100,6 +103,25 @@ def _final_evaluation(trainer: Trainer) -> dict[str, Any] | None:
     if not evaluations or evaluations[-1].get("step") != trainer.state.global_step:
         return None
     return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
+
+
+def _train(trainer: Trainer, resume: str | None) -> Any:
+    """trainer.train with SIGTERM/SIGINT turned into "checkpoint, then stop" (raises Interrupted after saving)."""
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    stopper.install()
+    try:
+        output = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        stopper.uninstall()
+    if stopper.received is not None:
+        step = trainer.state.global_step
+        name = signal.Signals(stopper.received).name
+        raise Interrupted(
+            f"Stopped by {name} at step {step}: checkpoint-{step} is saved in {trainer.args.output_dir}; a restarted "
+            "job with the same checkpoint dir resumes from it.",
+            stopper.received,
+        )
+    return output
 
 
 def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
@@ -133,7 +155,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     train_results: dict[str, Any] = {}
     eval_results: dict[str, Any] = {}
     if "train" in datasets:
-        output = trainer.train(resume_from_checkpoint=resume)
+        output = _train(trainer, resume)
         train_results = {**output.metrics, "train_samples": len(raw["train"])}
     if "eval" in datasets:
         eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}

@@ -140,3 +140,38 @@ def test_killed_at_random_moments_resumes_exactly(tmp_path: Path, encoder: Path,
     state = json.loads(sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
                        .joinpath("trainer_state.json").read_text())  # fmt: skip
     assert state["global_step"] == HPS["max_steps"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_current_step_then_resumes_exactly(tmp_path: Path, encoder: Path, uninterrupted) -> None:
+    job = tree(tmp_path, encoder)
+    checkpoints = job.root / "checkpoints"
+    process = start(job)
+    wait_for_training(process, checkpoints)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    finish(process, job)
+    assert time.monotonic() - sent < 60
+    assert job.returncode == 128 + signal.SIGTERM, job.stdout[-3000:]
+    newest = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    step = json.loads((newest / "trainer_state.json").read_text())["global_step"]
+    assert 0 < step < HPS["max_steps"]
+    assert (newest / "sm_train_checkpoint.json").is_file()
+    failure = (job.root / "output" / "failure").read_text()
+    assert failure.startswith(f"Stopped by SIGTERM at step {step}: checkpoint-{step} is saved")
+    assert not list(job.model_dir.iterdir())  # no final model from an interrupted job
+    new_attempt(job)
+    finish(start(job), job)
+    assert job.returncode == 0 and f"resuming from {newest}" in job.stdout
+    assert_identical(weights(job), uninterrupted)
+
+
+@pytest.mark.slow
+def test_time_based_checkpoints(tmp_path: Path, encoder: Path) -> None:
+    """save_every_minutes saves although save_strategy=no."""
+    job = tree(tmp_path, encoder, save_strategy="no", save_every_minutes=0.0001, max_steps=6)
+    finish(start(job), job)
+    assert job.returncode == 0, job.stdout[-3000:]
+    names = sorted(p.name for p in (job.root / "checkpoints").glob("checkpoint-*"))
+    assert names == ["checkpoint-5", "checkpoint-6"]  # a save after every step, rotated to save_total_limit=2
