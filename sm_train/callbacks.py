@@ -68,7 +68,7 @@ class CheckpointKeeper(TrainerCallback):
                 setattr(redacted, name, None)
             torch.save(redacted, path / "training_args.bin")
         if path.is_dir():
-            checkpoint.write_manifest(path)
+            checkpoint.write_manifest(path, world_size=args.world_size)
             checkpoint.rotate(Path(args.output_dir), self.keep, state.best_model_checkpoint)
 
 

@@ -61,13 +61,20 @@ def problem(path: Path) -> str | None:
     return None
 
 
-def write_manifest(path: Path) -> None:
+def write_manifest(path: Path, world_size: int = 1) -> None:
     """Mark a checkpoint complete: every file and its size, written atomically after all of them."""
     files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
     files.pop(MANIFEST, None)
     tmp = path / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"files": files, "written": time.time()}))
+    tmp.write_text(json.dumps({"files": files, "world_size": world_size, "written": time.time()}))
     os.replace(tmp, path / MANIFEST)
+
+
+def saved_world_size(path: Path) -> int | None:
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("world_size")
+    except (OSError, ValueError):
+        return None
 
 
 def checkpoints(directory: Path) -> list[tuple[int, Path]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import signal
 from pathlib import Path
@@ -9,9 +11,9 @@ from typing import Any
 
 from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
 
-from sm_train import data, outputs
+from sm_train import __version__, cache, data, outputs
 from sm_train.callbacks import CheckpointKeeper, MetricLines, StopOnSignal, TimedCheckpoints
-from sm_train.checkpoint import resolve_resume
+from sm_train.checkpoint import resolve_resume, saved_world_size
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
 from sm_train.errors import ConfigError, DataError, Interrupted
@@ -105,8 +107,63 @@ def _final_evaluation(trainer: Trainer) -> dict[str, Any] | None:
     return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
 
 
+def _preprocess(cfg: Config, env: SageMakerEnv, task: Task, raw: Any, tokenizer: Any, model: Any) -> dict[str, Any]:
+    """Model inputs per split, from the checkpoint dir's cache when a previous attempt already made them."""
+    args = cfg.training_args
+    root = Path(args.output_dir)
+    saves = args.save_strategy != "no" or cfg.job.save_every_minutes
+    key = None
+    if "train" in raw and saves:
+        settings = {
+            "task": cfg.task_cls.name,
+            "task_args": dataclasses.asdict(cfg.task_args),
+            "model_type": model.config.model_type,
+            "sm_train": __version__,
+        }
+        key = cache.cache_key(raw, tokenizer, settings)
+    cached = cache.load(root, key) if key else None
+    if cached is not None and set(cached) == set(raw):
+        datasets = dict(cached)
+    else:
+        datasets = {
+            split: task.preprocess(raw[split], tokenizer, training=split == "train", num_proc=cfg.job.num_proc)
+            for split in raw
+        }
+        if key and env.local_rank == 0:
+            cache.save(root, key, datasets)
+    if "eval" in raw:
+        task.set_eval(raw["eval"], datasets["eval"])
+    return datasets
+
+
+def _explain_resume(trainer: Trainer, path: Path) -> None:
+    """Say what resuming costs: batches skipped by index (accelerate's skip_first_batches, nothing re-read), and
+    what a different number of processes changes."""
+    args = trainer.args
+    step = json.loads((path / "trainer_state.json").read_text()).get("global_step", 0)
+    batches = len(trainer.get_train_dataloader())
+    steps_per_epoch = max(batches // args.gradient_accumulation_steps, 1)
+    skipped = (step % steps_per_epoch) * args.gradient_accumulation_steps
+    logger.info(
+        "resuming at step %d (epoch %d): skipping the first %d batches of this epoch without reading them",
+        step,
+        step // steps_per_epoch,
+        skipped,
+    )
+    saved = saved_world_size(path)
+    if saved is not None and saved != args.world_size:
+        logger.warning(
+            "the checkpoint was written by %d processes and this job runs %d: steps are recomputed, the data order "
+            "and random states cannot match the original run exactly",
+            saved,
+            args.world_size,
+        )
+
+
 def _train(trainer: Trainer, resume: str | None) -> Any:
     """trainer.train with SIGTERM/SIGINT turned into "checkpoint, then stop" (raises Interrupted after saving)."""
+    if resume:
+        _explain_resume(trainer, Path(resume))
     stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
     stopper.install()
     try:
@@ -146,10 +203,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     model = _load(task.model_class, model_name, "model", **task.model_kwargs())
     task.configure(model, tokenizer, args)
     with args.main_process_first(desc="preprocessing"):
-        datasets = {
-            split: task.preprocess(raw[split], tokenizer, training=split == "train", num_proc=cfg.job.num_proc)
-            for split in raw
-        }
+        datasets = _preprocess(cfg, env, task, raw, tokenizer, model)
     trainer = build_trainer(cfg, task, model, tokenizer, datasets)
 
     train_results: dict[str, Any] = {}

@@ -104,7 +104,7 @@ def make_tree(
     data_config = {}
     for name, directory in dict(channels).items():
         target = root / "input" / "data" / name
-        if directory is not None and directory != target:
+        if directory is not None and directory != target and not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(directory, target_is_directory=True)
         target.mkdir(parents=True, exist_ok=True)

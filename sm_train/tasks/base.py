@@ -41,6 +41,9 @@ class Task:
         """Model inputs (with labels) for one split; batched `map` with num_proc workers."""
         raise NotImplementedError
 
+    def set_eval(self, examples: Dataset, features: Dataset) -> None:
+        """The evaluation rows and the model inputs made from them, for tasks that map predictions back."""
+
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Callable | None:
         return None
 

@@ -200,7 +200,7 @@ class QuestionAnswering(Task):
     def preprocess(
         self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
     ) -> Dataset:
-        features = split.map(
+        return split.map(
             self._windows,
             batched=True,
             remove_columns=split.column_names,
@@ -208,9 +208,9 @@ class QuestionAnswering(Task):
             fn_kwargs={"tokenizer": tokenizer, "keep_offsets": not training},
             desc="Tokenizing into windows",
         )
-        if not training:
-            self.eval_examples, self.eval_features = split, features
-        return features
+
+    def set_eval(self, examples: Dataset, features: Dataset) -> None:
+        self.eval_examples, self.eval_features = examples, features
 
     def _check_stride(self, split: Dataset, tokenizer: PreTrainedTokenizerBase) -> None:
         """A stride that leaves no room for the question makes the tokenizer panic (a Rust panic, not an error)."""

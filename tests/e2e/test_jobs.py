@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,37 @@ def test_summarization_without_generate_keeps_token_ids(tmp_path, monkeypatch) -
     )
     assert job.returncode == 0, job.failure
     assert {"eval_rouge1", "eval_gen_len"} <= set(job.results())
+
+
+def test_a_restarted_attempt_loads_the_tokenized_cache(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    from sm_train.tasks.text_classification import TextClassification
+
+    hps = {"model_name_or_path": str(tiny_encoder), "max_steps": 4, "save_steps": 2, "max_seq_length": 32}
+    data = channels(tmp_path, ROWS, ROWS[:8])
+    first = run(tmp_path / "a", monkeypatch, hps, data)
+    assert first.returncode == 0, first.failure
+    cache_dirs = list((first.root / "checkpoints" / "tokenized").iterdir())
+    assert len(cache_dirs) == 1 and "tokenized data cached in" in capsys.readouterr().err
+
+    def no_tokenizing(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the second attempt must not tokenize")
+
+    # The next attempt: same checkpoint dir (restored from S3), new model dir, max_steps raised.
+    shutil.rmtree(first.model_dir)
+    first.model_dir.mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(TextClassification, "preprocess", no_tokenizing)
+        second = run(tmp_path / "a", monkeypatch, {**hps, "max_steps": 6}, data)
+    assert second.returncode == 0, second.failure
+    log = capsys.readouterr().err
+    assert "loaded the tokenized data (eval, train) from the cache" in log
+    assert "resuming at step 4 (epoch 1): skipping the first 1 batches" in log
+
+    # A changed preprocessing hyperparameter: tokenized again, the stale cache deleted.
+    shutil.rmtree(first.model_dir)
+    first.model_dir.mkdir()
+    third = run(tmp_path / "a", monkeypatch, {**hps, "max_steps": 8, "max_seq_length": 16}, data)
+    assert third.returncode == 0, third.failure
+    log = capsys.readouterr().err
+    assert "loaded the tokenized" not in log and "deleted the stale tokenized cache" in log
+    assert [p.name for p in (first.root / "checkpoints" / "tokenized").iterdir()] != [cache_dirs[0].name]
