@@ -43,6 +43,15 @@ class MetricLines(TrainerCallback):
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self.started and state.is_world_process_zero:
+            self.started = True
+            logger.info("first training step of this attempt done (global step %d)", state.global_step)
+
+    started = False
+
 
 class CheckpointKeeper(TrainerCallback):
     """After Trainer wrote a checkpoint: take secrets out of it, mark it complete, then rotate.

@@ -132,17 +132,23 @@ def job_env(root: Path) -> dict[str, str]:
     return env
 
 
-def run_toolkit(job: Job, timeout: int = 600) -> Job:
-    """Run the job through the real sagemaker-training toolkit with the PyTorch DLC launcher module."""
-    env = job_env(job.root) | {
+TOOLKIT = Path(sys.executable).parent / "train"  # the sagemaker-training console script
+
+
+def toolkit_env(root: Path) -> dict[str, str]:
+    """The environment of a training container around the toolkit, on an /opt/ml tree relocated to `root`."""
+    return job_env(root) | {
         "SM_STUDIO_LOCAL_MODE": "true",  # skips the toolkit's 15-minute wait for algo-1 in DNS
         "TRAINING_JOB_NAME": "sm-train-test",
         "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
         # The launchers (torchrun) are found on PATH, as in a container.
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
-    train = Path(sys.executable).parent / "train"
-    done = subprocess.run([str(train)], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_toolkit(job: Job, timeout: int = 600) -> Job:
+    """Run the job through the real sagemaker-training toolkit with the PyTorch DLC launcher module."""
+    done = subprocess.run([str(TOOLKIT)], env=toolkit_env(job.root), capture_output=True, text=True, timeout=timeout)
     job.returncode, job.stdout, job.stderr = done.returncode, done.stdout, done.stderr
     return job
 

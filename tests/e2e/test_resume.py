@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -177,3 +178,45 @@ def test_time_based_checkpoints(tmp_path: Path, encoder: Path) -> None:
     assert job.returncode == 0, job.stdout[-3000:]
     names = sorted(p.name for p in (job.root / "checkpoints").glob("checkpoint-*"))
     assert names == ["checkpoint-5", "checkpoint-6"]  # a save after every step, rotated to save_total_limit=2
+
+
+def training_child(launcher: subprocess.Popen, timeout: float = 60) -> int:
+    """The PID of the script the toolkit launched (python ... scripts/train.py)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            if any(part.endswith("scripts/train.py") for part in child.cmdline()):
+                return child.pid
+        time.sleep(0.05)
+    raise AssertionError("the toolkit did not start the training script")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_training_process_under_the_real_toolkit(tmp_path, encoder, source, uninterrupted) -> None:
+    import os
+
+    from tests.jobs import TOOLKIT, run_toolkit, toolkit_env
+
+    tree(tmp_path, encoder)  # the data
+    job = make_tree(tmp_path, {"model_name_or_path": str(encoder), **HPS}, {"train": tmp_path / "data" / "train"},
+                    source=source)  # fmt: skip
+    checkpoints = job.root / "checkpoints"
+    launcher = subprocess.Popen([str(TOOLKIT)], env=toolkit_env(job.root), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    child = training_child(launcher)
+    wait_for_training(launcher, checkpoints)
+    sent = time.monotonic()
+    os.kill(child, signal.SIGTERM)
+    finish(launcher, job)
+    assert time.monotonic() - sent < 60
+    assert job.returncode != 0  # the toolkit reports the stopped script as a failure
+    failure = (job.root / "output" / "failure").read_text()
+    step = int(re.match(r"Stopped by SIGTERM at step (\d+): checkpoint-\d+ is saved", failure).group(1))
+    assert checkpoint.problem(checkpoints / f"checkpoint-{step}") is None
+    new_attempt(job)
+    run_toolkit(job)
+    assert job.returncode == 0, job.log[-3000:]
+    assert f"resuming from {checkpoints / f'checkpoint-{step}'}" in job.log
+    assert_identical(weights(job), uninterrupted)
