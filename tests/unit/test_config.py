@@ -242,3 +242,23 @@ def test_secrets_are_redacted_in_logs_and_config(env, caplog) -> None:
     assert "hf_SECRET123" not in caplog.text and "hf_OTHER456" not in caplog.text
     assert cfg.redacted()["hub_token"] == "***"
     assert cfg.training_args.hub_token in ("hf_SECRET123", "hf_OTHER456")
+
+
+def test_checkpoint_dir_hyperparameter_and_one_folder_per_host(tmp_path: Path) -> None:
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    assert parse([("model_name_or_path", "m"), ("checkpoint_dir", "/ckpt")], env).training_args.output_dir == "/ckpt"
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}))
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    assert parse([("model_name_or_path", "m")], env).training_args.output_dir == str(
+        tmp_path / "checkpoints" / "algo-2"
+    )
+
+
+def test_signal_and_timer_settings(env) -> None:
+    cfg = parsed(env, save_every_minutes="2.5", sigterm_grace_seconds=30)
+    assert cfg.job.save_every_minutes == 2.5 and cfg.job.sigterm_grace_seconds == 30
+    assert cfg.training_args.restore_callback_states_from_checkpoint is True
+    with pytest.raises(ConfigError, match="'save_every_minutes' must be positive"):
+        parsed(env, save_every_minutes=0)
