@@ -220,3 +220,15 @@ def test_sigterm_to_the_training_process_under_the_real_toolkit(tmp_path, encode
     assert job.returncode == 0, job.log[-3000:]
     assert f"resuming from {checkpoints / f'checkpoint-{step}'}" in job.log
     assert_identical(weights(job), uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_grace_runs_out(tmp_path: Path, encoder: Path) -> None:
+    """A grace too short for the current step: exit anyway, before SageMaker's SIGKILL would."""
+    job = tree(tmp_path, encoder, sigterm_grace_seconds=0.001)
+    process = start(job)
+    wait_for_training(process, job.root / "checkpoints")
+    process.send_signal(signal.SIGTERM)
+    finish(process, job)
+    assert job.returncode == 128 + signal.SIGTERM
+    assert "no checkpoint within 0 s of the signal: exiting without one" in job.stdout
