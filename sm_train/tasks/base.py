@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 from datasets import Dataset, DatasetDict
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
+from sm_train.errors import DataError
+
 
 class Task:
     """How raw rows become model inputs and how predictions are scored."""
@@ -60,3 +62,19 @@ class Task:
     def card(self) -> dict[str, Any]:
         """Task facts for the model card and the resolved config (e.g. the label names)."""
         return {}
+
+
+def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hyperparameter: str, where: str) -> str:
+    """The column named by a hyperparameter, else the first default present; DataError listing the columns."""
+    columns = split.column_names
+    if given is not None:
+        if given in columns:
+            return given
+        raise DataError(f"{hyperparameter}={given!r}: no such column in the {where} data. Columns: {columns}.")
+    for name in defaults:
+        if name in columns:
+            return name
+    names = " or ".join(repr(d) for d in defaults)
+    raise DataError(
+        f"The {where} data has no {names} column (columns: {columns}); set the {hyperparameter} hyperparameter."
+    )

@@ -25,8 +25,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
-from sm_train.tasks.base import Task
-from sm_train.tasks.text_classification import find_column
+from sm_train.tasks.base import Task, find_column
 
 logger = logging.getLogger(__name__)
 

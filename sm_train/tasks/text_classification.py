@@ -18,7 +18,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import classification_metrics
-from sm_train.tasks.base import Task
+from sm_train.tasks.base import Task, find_column
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +35,6 @@ class TextClassificationArgs:
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 8:
             raise ConfigError(f"Hyperparameter 'max_seq_length' must be at least 8 tokens, got {self.max_seq_length}.")
-
-
-def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hyperparameter: str, where: str) -> str:
-    """The column named by a hyperparameter, else the first default present; DataError listing the columns."""
-    columns = split.column_names
-    if given is not None:
-        if given in columns:
-            return given
-        raise DataError(f"{hyperparameter}={given!r}: no such column in the {where} data. Columns: {columns}.")
-    for name in defaults:
-        if name in columns:
-            return name
-    names = " or ".join(repr(d) for d in defaults)
-    raise DataError(
-        f"The {where} data has no {names} column (columns: {columns}); set the {hyperparameter} hyperparameter."
-    )
 
 
 def _null_count(split: Dataset, column: str) -> int:
