@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer, PrinterCallback, Trainer, set_seed
+from transformers import AutoConfig, AutoTokenizer, PrinterCallback, Trainer, set_seed
 
 from sm_train import __version__, cache, data, outputs
 from sm_train.callbacks import CheckpointKeeper, MetricLines, StopOnSignal, TimedCheckpoints
@@ -50,6 +50,22 @@ def _load(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
             f"Could not load the {what} from model_name_or_path={name!r}: {e}. Use a local path, a 'model' channel, "
             "or a Hub id the job can reach."
         ) from e
+
+
+def _load_tokenizer(model_name: str) -> Any:
+    """The tokenizer, with its length limit made real: many checkpoints leave model_max_length unset (1e30), and
+    windows longer than the model's position embeddings crash inside the model instead of being truncated."""
+    tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
+    config = _load(AutoConfig, model_name, "config")
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and tokenizer.model_max_length > positions:
+        # RoBERTa-style position ids start after the padding index: two fewer usable positions.
+        usable = positions - 2 if "roberta" in (config.model_type or "") else positions
+        logger.info(
+            "tokenizer model_max_length %s set to the model's %d positions", tokenizer.model_max_length, usable
+        )
+        tokenizer.model_max_length = usable
+    return tokenizer
 
 
 def _splits(cfg: Config, env: SageMakerEnv) -> Any:
@@ -195,7 +211,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
                 "an interrupted job cannot resume from them",
                 args.output_dir,
             )
-    tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
+    tokenizer = _load_tokenizer(model_name)
     task = cfg.task_cls(cfg.task_args)
     task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
 

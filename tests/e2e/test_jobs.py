@@ -238,3 +238,19 @@ def test_unsynced_checkpoints_warning_and_world_size_change(tmp_path, monkeypatc
     log = capsys.readouterr().err
     assert "not syncing" not in log
     assert "the checkpoint was written by 2 processes and this job runs 1" in log
+
+
+def test_unset_tokenizer_limit_is_capped_by_the_model(tmp_path, monkeypatch) -> None:
+    """QA's default max_seq_length (384) on a 128-position model whose tokenizer says 'no limit'."""
+    from transformers import AutoTokenizer
+
+    encoder = tiny.build_encoder(tmp_path / "encoder")
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    tokenizer.model_max_length = int(1e30)
+    tokenizer.save_pretrained(encoder)
+    write_rows(tmp_path / "data" / "train" / "t.jsonl", tiny.qa_rows(8, words=300))  # ~300 tokens per context
+    hps = {"task": "question-answering", "model_name_or_path": str(encoder), "doc_stride": 32, **FAST}
+    job = run(tmp_path, monkeypatch, hps, {"train": tmp_path / "data" / "train"})
+    assert job.returncode == 0, job.failure
+    saved = json.loads((job.model_dir / "tokenizer_config.json").read_text())
+    assert saved["model_max_length"] == 128
