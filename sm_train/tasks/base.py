@@ -3,6 +3,7 @@ metrics; runner.py does that for all of them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,6 +12,8 @@ from datasets import Dataset, DatasetDict
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from sm_train.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 class Task:
@@ -78,3 +81,17 @@ def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hy
     raise DataError(
         f"The {where} data has no {names} column (columns: {columns}); set the {hyperparameter} hyperparameter."
     )
+
+
+def null_count(split: Dataset, column: str) -> int:
+    """Missing values in one column, counted by Arrow."""
+    return split.select_columns([column]).with_format("arrow")[:].column(0).null_count
+
+
+def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase) -> int:
+    """A token length no longer than the model takes (longer inputs crash in its position embeddings)."""
+    limit = tokenizer.model_max_length
+    if requested > limit:
+        logger.warning("%s=%d exceeds the model's %d tokens; using %d", name, requested, limit, limit)
+        return limit
+    return requested

@@ -25,7 +25,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
-from sm_train.tasks.base import Task, find_column
+from sm_train.tasks.base import Task, capped_length, find_column
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +138,7 @@ class QuestionAnswering(Task):
                 f"question-answering needs a fast tokenizer (offset mapping); {type(tokenizer).__name__} is a slow "
                 "one. Use a model that ships tokenizer.json."
             )
-        self.max_length = min(args.max_seq_length, tokenizer.model_max_length)
-        if self.max_length < args.max_seq_length:
-            logger.warning("max_seq_length=%d exceeds the model's %d tokens; using %d", args.max_seq_length,
-                           self.max_length, self.max_length)  # fmt: skip
+        self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
         for split_name in list(raw):
             split = raw[split_name]
             for given, hyperparameter in (

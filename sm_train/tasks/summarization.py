@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from sm_train.errors import ConfigError, DataError
-from sm_train.tasks.base import Task, find_column
+from sm_train.tasks.base import Task, find_column, null_count
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Summarization(Task):
         for split_name, split in raw.items():
             self.text_column, self.summary_column = self._columns(split, split_name)
             for column in (self.text_column, self.summary_column):
-                empty = split.select_columns([column]).with_format("arrow")[:].column(0).null_count
+                empty = null_count(split, column)
                 if empty:
                     raise DataError(f"Column {column!r} of the {split_name} data has {empty} empty values.")
         self.tokenizer = tokenizer

@@ -18,7 +18,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import classification_metrics
-from sm_train.tasks.base import Task, find_column
+from sm_train.tasks.base import Task, capped_length, find_column, null_count
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ class TextClassificationArgs:
     def __post_init__(self) -> None:
         if self.max_seq_length is not None and self.max_seq_length < 8:
             raise ConfigError(f"Hyperparameter 'max_seq_length' must be at least 8 tokens, got {self.max_seq_length}.")
-
-
-def _null_count(split: Dataset, column: str) -> int:
-    return split.select_columns([column]).with_format("arrow")[:].column(0).null_count
 
 
 class TextClassification(Task):
@@ -63,7 +59,7 @@ class TextClassification(Task):
                 if self.args.text_pair_column:
                     find_column(split, self.args.text_pair_column, (), "text_pair_column", split_name)
             for column in columns.values():
-                nulls = _null_count(split, column)
+                nulls = null_count(split, column)
                 if nulls:
                     raise DataError(
                         f"Column {column!r} of the {split_name} data has {nulls} empty values; "
@@ -124,11 +120,9 @@ class TextClassification(Task):
         if self.pretokenized:
             logger.info("the data is already tokenized (input_ids): using it as is")
             return split.rename_column(label_column, "labels") if label_column != "labels" else split
-        limit = min(512, tokenizer.model_max_length)
-        max_length = self.args.max_seq_length or limit
-        if max_length > tokenizer.model_max_length:
-            logger.warning("max_seq_length=%d exceeds the model's %d tokens; using %d", max_length, limit, limit)
-            max_length = tokenizer.model_max_length
+        max_length = capped_length(
+            "max_seq_length", self.args.max_seq_length or min(512, tokenizer.model_max_length), tokenizer
+        )
         text, pair = self.text_column, self.args.text_pair_column
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
