@@ -28,6 +28,8 @@ class MetricLines(TrainerCallback):
     several writes (sagemaker-contract 0.11).
     """
 
+    started = False  # whether this attempt's first training step was logged
+
     def on_log(
         self,
         args: TrainingArguments,
@@ -49,8 +51,6 @@ class MetricLines(TrainerCallback):
         if not self.started and state.is_world_process_zero:
             self.started = True
             logger.info("first training step of this attempt done (global step %d)", state.global_step)
-
-    started = False
 
 
 class CheckpointKeeper(TrainerCallback):

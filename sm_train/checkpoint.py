@@ -87,6 +87,11 @@ def checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The complete checkpoint-N folders, oldest first."""
+    return [path for _, path in checkpoints(directory) if problem(path) is None]
+
+
 def set_aside_incomplete(directory: Path) -> list[Path]:
     """Move torn checkpoints out of the way (Trainer would otherwise write into them); return the complete ones."""
     complete = []
@@ -108,9 +113,7 @@ def resolve_resume(resume: str, directory: Path, *, main_process: bool = True) -
     if resume == "never":
         return None
     if resume == "auto":
-        complete = set_aside_incomplete(directory) if main_process else [
-            p for _, p in checkpoints(directory) if problem(p) is None
-        ]  # fmt: skip
+        complete = set_aside_incomplete(directory) if main_process else complete_checkpoints(directory)
         if not complete:
             return None
         logger.info("resuming from %s", complete[-1])
@@ -134,8 +137,7 @@ def rotate(directory: Path, keep: int | None, best: str | None) -> None:
     shutil.rmtree(directory / INCOMPLETE_DIR, ignore_errors=True)
     if not keep:
         return
-    complete = [p for _, p in checkpoints(directory) if problem(p) is None]
-    for path in complete[:-keep]:
+    for path in complete_checkpoints(directory)[:-keep]:
         if best is None or Path(best).resolve() != path.resolve():
             shutil.rmtree(path, ignore_errors=True)
             logger.info("deleted old checkpoint %s (save_total_limit=%d)", path, keep)

@@ -123,13 +123,16 @@ def _final_evaluation(trainer: Trainer) -> dict[str, Any] | None:
     return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
 
 
+def _saves_checkpoints(cfg: Config) -> bool:
+    return cfg.training_args.save_strategy != "no" or bool(cfg.job.save_every_minutes)
+
+
 def _preprocess(cfg: Config, env: SageMakerEnv, task: Task, raw: Any, tokenizer: Any, model: Any) -> dict[str, Any]:
     """Model inputs per split, from the checkpoint dir's cache when a previous attempt already made them."""
     args = cfg.training_args
     root = Path(args.output_dir)
-    saves = args.save_strategy != "no" or cfg.job.save_every_minutes
     key = None
-    if "train" in raw and saves:
+    if "train" in raw and _saves_checkpoints(cfg):
         settings = {
             "task": cfg.task_cls.name,
             "task_args": dataclasses.asdict(cfg.task_args),
@@ -205,7 +208,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     resume = None
     if "train" in raw:
         resume = resolve_resume(cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0)
-        if env.in_sagemaker and not env.checkpoints_synced and args.save_strategy != "no":
+        if env.in_sagemaker and not env.checkpoints_synced and _saves_checkpoints(cfg):
             logger.warning(
                 "checkpoints go to %s but SageMaker is not syncing them (no checkpoint_s3_uri on the estimator): "
                 "an interrupted job cannot resume from them",
