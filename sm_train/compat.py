@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from sm_train.dialects import TRUE_STRINGS
 from sm_train.redact import show
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ class Rule:
 
 
 def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes", "y", "t")
+    return str(value).strip().lower() in TRUE_STRINGS
 
 
 def _if_true(new_value: Any) -> Callable[[Any], Any]:
