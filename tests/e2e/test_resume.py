@@ -187,7 +187,11 @@ def training_child(launcher: subprocess.Popen, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in psutil.Process(launcher.pid).children(recursive=True):
-            if any(part.endswith("scripts/train.py") for part in child.cmdline()):
+            try:
+                cmdline = child.cmdline()
+            except psutil.Error:  # a short-lived helper (pip, sh) exited between listing and reading
+                continue
+            if any(part.endswith("scripts/train.py") for part in cmdline):
                 return child.pid
         time.sleep(0.05)
     raise AssertionError("the toolkit did not start the training script")
