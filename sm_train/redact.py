@@ -15,9 +15,23 @@ def is_secret_key(key: str) -> bool:
     return any(part in lowered for part in _SECRET_PARTS)
 
 
+def _is_secret(key: str, value: Any) -> bool:
+    """A secret key holding a text: booleans and numbers are settings (average_tokens_across_devices=true)."""
+    if not is_secret_key(key) or value is None or isinstance(value, bool | int | float):
+        return False
+    text = str(value).strip().lower()
+    if text in ("", "true", "false", "none", "null"):
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return True
+    return False
+
+
 def show(key: str, value: Any) -> Any:
     """The value as it may be shown for this key."""
-    return MASK if is_secret_key(key) and value not in (None, "") else value
+    return MASK if _is_secret(key, value) else value
 
 
 def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -26,7 +40,7 @@ def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def secret_values(pairs: Iterable[tuple[str, Any]]) -> list[str]:
     """The string values of secret keys, longest first, to scrub from free text."""
-    found = {str(v) for k, v in pairs if is_secret_key(k) and v not in (None, "") and len(str(v)) >= 4}
+    found = {str(v) for k, v in pairs if _is_secret(k, v) and len(str(v)) >= 4}
     return sorted(found, key=len, reverse=True)
 
 

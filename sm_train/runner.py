@@ -84,6 +84,11 @@ def _splits(cfg: Config, env: SageMakerEnv) -> Any:
     for split, wanted in (("train", do_train), ("eval", do_eval)):
         if not wanted and split in raw:
             del raw[split]
+    if "train" in raw and "eval" not in raw and args.eval_strategy != "no":
+        raise DataError(
+            f"eval_strategy={args.eval_strategy.value} needs evaluation data: add a 'validation' or 'test' channel, "
+            "or set validation_file (or eval_strategy=no)."
+        )
     if not raw:
         raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
     return raw

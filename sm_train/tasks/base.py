@@ -4,7 +4,7 @@ metrics; runner.py does that for all of them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,6 +81,22 @@ def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hy
     raise DataError(
         f"The {where} data has no {names} column (columns: {columns}); set the {hyperparameter} hyperparameter."
     )
+
+
+def require_columns(raw: DatasetDict, columns: Iterable[str], reference: str) -> None:
+    """Every split has the columns found in the reference split, with no empty values in them."""
+    for where, split in raw.items():
+        for column in columns:
+            if column not in split.column_names:
+                raise DataError(
+                    f"The {where} data has no {column!r} column, which the {reference} data has "
+                    f"(columns: {split.column_names}); give every split the same columns."
+                )
+            nulls = null_count(split, column)
+            if nulls:
+                raise DataError(
+                    f"Column {column!r} of the {where} data has {nulls} empty values; fill or drop those rows."
+                )
 
 
 def null_count(split: Dataset, column: str) -> int:

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from sm_train.errors import ConfigError, DataError
-from sm_train.tasks.base import Task, find_column, null_count
+from sm_train.tasks.base import Task, find_column, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +91,9 @@ class Summarization(Task):
     training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}
 
     def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
-        for split_name, split in raw.items():
-            self.text_column, self.summary_column = self._columns(split, split_name)
-            for column in (self.text_column, self.summary_column):
-                empty = null_count(split, column)
-                if empty:
-                    raise DataError(f"Column {column!r} of the {split_name} data has {empty} empty values.")
+        reference = "train" if "train" in raw else "eval"
+        self.text_column, self.summary_column = self._columns(raw[reference], reference)
+        require_columns(raw, (self.text_column, self.summary_column), reference)
         self.tokenizer = tokenizer
 
     def _columns(self, split: Dataset, where: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import classification_metrics
-from sm_train.tasks.base import Task, capped_length, find_column, null_count
+from sm_train.tasks.base import Task, capped_length, find_column, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -47,26 +47,23 @@ class TextClassification(Task):
         reference_split = "train" if "train" in raw else "eval"
         reference = raw[reference_split]
         self.pretokenized = "input_ids" in reference.column_names
-        columns: dict[str, str] = {}
-        for split_name, split in raw.items():
-            columns["label"] = find_column(
-                split, self.args.label_column, ("label", "labels"), "label_column", split_name
+        self.label_column = find_column(
+            reference, self.args.label_column, ("label", "labels"), "label_column", reference_split
+        )
+        columns = [self.label_column]
+        self.text_column = None
+        if self.pretokenized:
+            columns.append("input_ids")
+        else:
+            self.text_column = find_column(
+                reference, self.args.text_column, ("text", "sentence"), "text_column", reference_split
             )
-            if not self.pretokenized:
-                columns["text"] = find_column(
-                    split, self.args.text_column, ("text", "sentence"), "text_column", split_name
+            columns.append(self.text_column)
+            if self.args.text_pair_column:
+                columns.append(
+                    find_column(reference, self.args.text_pair_column, (), "text_pair_column", reference_split)
                 )
-                if self.args.text_pair_column:
-                    find_column(split, self.args.text_pair_column, (), "text_pair_column", split_name)
-            for column in columns.values():
-                nulls = null_count(split, column)
-                if nulls:
-                    raise DataError(
-                        f"Column {column!r} of the {split_name} data has {nulls} empty values; "
-                        "fill or drop those rows."
-                    )
-        self.text_column = columns.get("text")
-        self.label_column = columns["label"]
+        require_columns(raw, columns, reference_split)
         feature = reference.features[self.label_column]
         self.string_labels = False
         if isinstance(feature, ClassLabel):
@@ -118,8 +115,14 @@ class TextClassification(Task):
     ) -> Dataset:
         label_column, label2id, label_key = self.label_column, self.label2id, self.label_key
         if self.pretokenized:
-            logger.info("the data is already tokenized (input_ids): using it as is")
-            return split.rename_column(label_column, "labels") if label_column != "labels" else split
+            logger.info("the data is already tokenized (input_ids): using it as is, with labels mapped to ids")
+            return split.map(
+                lambda batch: {"labels": [label2id[label_key(v)] for v in batch[label_column]]},
+                batched=True,
+                remove_columns=[label_column] if label_column != "labels" else None,
+                num_proc=num_proc,
+                desc="Mapping labels",
+            )
         max_length = capped_length(
             "max_seq_length", self.args.max_seq_length or min(512, tokenizer.model_max_length), tokenizer
         )

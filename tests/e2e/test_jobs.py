@@ -45,6 +45,20 @@ def test_class_label_names_from_a_saved_dataset(tmp_path, monkeypatch, tiny_enco
     assert not (job.model_dir / "eval_results.json").exists()  # no evaluation data, no evaluation
 
 
+@pytest.mark.parametrize("labels", [(1, 2), ("neg", "pos")])
+def test_pretokenized_labels_are_mapped_to_ids(tmp_path, monkeypatch, tiny_encoder, labels) -> None:
+    """Pre-tokenized rows keep their input_ids; their labels still become ids 0..n-1 (label 2 of 2 would crash)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_encoder))
+    rows = [{**tokenizer(r["text"]), "label": labels[r["label"] == "pos"]} for r in ROWS]
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
+    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), **FAST}, {"train": tmp_path / "saved"})
+    assert job.returncode == 0, job.failure
+    id2label = json.loads((job.model_dir / "config.json").read_text())["id2label"]
+    assert id2label == {"0": str(labels[0]), "1": str(labels[1])}
+
+
 def test_evaluation_only_job(tmp_path, monkeypatch, tiny_encoder) -> None:
     hps = {"model_name_or_path": str(tiny_encoder), "do_train": False, **FAST}
     job = run(tmp_path, monkeypatch, hps, channels(tmp_path, ROWS, ROWS[:8]))
@@ -83,6 +97,14 @@ def test_the_model_channel_is_the_default_model(tmp_path, monkeypatch, tiny_enco
         ({"label_column": "stars"}, ROWS, None, r"label_column='stars': no such column in the train data"),
         ({}, [{"body": r["text"], "label": r["label"]} for r in ROWS], None, r"no 'text' or 'sentence' column"),
         ({"text_column": "body"}, ROWS, [{"body": "x", "label": "pos"}], r"data has no 'text'|no such column .*train"),
+        ({}, ROWS, [{"sentence": "x", "label": "pos"}], r"The eval data has no 'text' column, which the train data"),
+        (
+            {"text_pair_column": "pair"},
+            [{**r, "pair": None if i < 2 else "x"} for i, r in enumerate(ROWS)],
+            None,
+            r"Column 'pair' of the train data has 2 empty values",
+        ),  # fmt: skip
+        ({"eval_strategy": "epoch"}, ROWS, None, r"eval_strategy=epoch needs evaluation data"),
     ],
 )
 def test_data_problems_fail_before_the_model_loads(

@@ -244,6 +244,16 @@ def test_secrets_are_redacted_in_logs_and_config(env, caplog) -> None:
     assert cfg.training_args.hub_token in ("hf_SECRET123", "hf_OTHER456")
 
 
+def test_boolean_and_number_settings_with_secret_like_names_are_not_secrets() -> None:
+    from sm_train.redact import redact_mapping, scrub, secret_values
+
+    pairs = [("average_tokens_across_devices", "True"), ("include_num_input_tokens_seen", True), ("max_keys", 5),
+             ("hub_token", "hf_SECRET123")]  # fmt: skip
+    assert secret_values(pairs) == ["hf_SECRET123"]
+    assert scrub("True: token hf_SECRET123", secret_values(pairs)) == "True: token ***"
+    assert redact_mapping(dict(pairs)) == {**dict(pairs), "hub_token": "***"}
+
+
 def test_checkpoint_dir_hyperparameter_and_one_folder_per_host(tmp_path: Path) -> None:
     config = tmp_path / "input" / "config"
     config.mkdir(parents=True)
