@@ -81,6 +81,16 @@ class CheckpointKeeper(TrainerCallback):
             checkpoint.rotate(Path(args.output_dir), self.keep, state.best_model_checkpoint)
 
 
+def on_any_process(flag: bool, args: TrainingArguments) -> bool:
+    """Whether `flag` holds on any process. Processes must save and stop at the same step (a signal or a clock can
+    reach them a step apart), or the next collective operation hangs."""
+    if args.world_size == 1 or not torch.distributed.is_initialized():
+        return flag
+    value = torch.tensor([float(flag)], device=args.device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
 class TimedCheckpoints(TrainerCallback):
     """Save every `minutes` of wall-clock time as well as on Trainer's own schedule, so a spot interruption loses
     at most that much work even with long steps or tiny epochs."""
@@ -92,7 +102,7 @@ class TimedCheckpoints(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if time.monotonic() - self.last >= self.seconds:
+        if on_any_process(time.monotonic() - self.last >= self.seconds, args):
             control.should_save = True
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
@@ -101,19 +111,22 @@ class TimedCheckpoints(TrainerCallback):
 
 class StopOnSignal(TrainerCallback):
     """SIGTERM (StopTrainingJob, MaxRuntime, spot) or SIGINT: save a complete checkpoint at the end of the current
-    step and stop training. If that takes longer than `grace` seconds the process exits anyway (SageMaker sends
-    SIGKILL 120 s after SIGTERM); a checkpoint cut short then is set aside on the next start."""
+    step and stop training; a signal after the last step lets the final evaluation and save finish. Either must
+    end within `grace` seconds, or the process exits anyway (SageMaker sends SIGKILL 120 s after SIGTERM); a
+    checkpoint cut short then is set aside on the next start."""
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self.received: int | None = None
+        self.stopped_at: int | None = None  # the step training stopped at because of a signal
         self.previous: dict[int, Any] = {}
 
-    def install(self) -> None:
+    def __enter__(self) -> StopOnSignal:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.previous[signum] = signal.signal(signum, self._handle)
+        return self
 
-    def uninstall(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
@@ -122,19 +135,23 @@ class StopOnSignal(TrainerCallback):
             return
         self.received = signum
         logger.warning(
-            "%s received: saving a checkpoint at the end of this step, then stopping", signal.Signals(signum).name
+            "%s received: stopping within %.0f s, with a checkpoint at the end of this training step",
+            signal.Signals(signum).name,
+            self.grace,
         )
         timer = threading.Timer(self.grace, self._give_up)
         timer.daemon = True
         timer.start()
 
     def _give_up(self) -> None:
-        logger.error("no checkpoint within %.0f s of the signal: exiting without one", self.grace)
+        logger.error("not done within %.0f s of the signal: exiting now", self.grace)
         os._exit(128 + (self.received or signal.SIGTERM))
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self.received is not None:
+        if on_any_process(self.received is not None, args):
+            self.received = self.received or signal.SIGTERM  # another process got it
+            self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True

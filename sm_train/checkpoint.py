@@ -16,6 +16,7 @@ import shutil
 import struct
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from sm_train.errors import ConfigError
@@ -107,17 +108,34 @@ def set_aside_incomplete(directory: Path) -> list[Path]:
     return complete
 
 
-def resolve_resume(resume: str, directory: Path, *, main_process: bool = True) -> str | None:
+def resolve_resume(
+    resume: str,
+    directory: Path,
+    *,
+    main_process: bool = True,
+    everywhere: Callable[[list[int]], list[int]] | None = None,
+) -> str | None:
     """`auto` -> the newest complete checkpoint or None (a fresh start, said quietly); `never` -> None;
-    anything else must be a complete checkpoint."""
+    anything else must be a complete checkpoint.
+
+    `everywhere` narrows the complete steps to those complete on every process: with several hosts each keeps its
+    own copy, and a spot loss can cut one host's newest.
+    """
     if resume == "never":
         return None
     if resume == "auto":
         complete = set_aside_incomplete(directory) if main_process else complete_checkpoints(directory)
-        if not complete:
+        steps = [int(path.name.rsplit("-", 1)[1]) for path in complete]
+        common = everywhere(steps) if everywhere else steps
+        if not common:
+            if steps:
+                logger.warning("no checkpoint is complete on every host (here: %s): starting afresh", steps)
             return None
-        logger.info("resuming from %s", complete[-1])
-        return str(complete[-1])
+        chosen = directory / f"checkpoint-{common[-1]}"
+        if common[-1] != steps[-1]:
+            logger.warning("%s is not complete on every host: resuming from an older one", complete[-1])
+        logger.info("resuming from %s", chosen)
+        return str(chosen)
     path = Path(resume)
     reason = problem(path) if path.is_dir() else "it does not exist"
     if reason:

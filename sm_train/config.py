@@ -163,6 +163,8 @@ def sagemaker_defaults(env: SageMakerEnv, checkpoints: Path) -> dict[str, Any]:
         "output_dir": str(checkpoints),
         # Early-stopping patience and other callback state survive a spot restart (transformers#28544).
         "restore_callback_states_from_checkpoint": True,
+        # With several hosts each keeps a whole checkpoint in its own folder (checkpoint_root) to resume from.
+        "save_on_each_node": len(env.hosts) > 1,
         "save_total_limit": 2,
         "report_to": "none",
         # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.

@@ -166,7 +166,7 @@ def _explain_resume(trainer: Trainer, path: Path) -> None:
     args = trainer.args
     step = json.loads((path / "trainer_state.json").read_text()).get("global_step", 0)
     batches = len(trainer.get_train_dataloader())
-    steps_per_epoch = max(batches // args.gradient_accumulation_steps, 1)
+    steps_per_epoch = max(-(-batches // args.gradient_accumulation_steps), 1)  # rounded up, as Trainer does
     skipped = (step % steps_per_epoch) * args.gradient_accumulation_steps
     logger.info(
         "resuming at step %d (epoch %d): skipping the first %d batches of this epoch without reading them",
@@ -184,25 +184,31 @@ def _explain_resume(trainer: Trainer, path: Path) -> None:
         )
 
 
-def _train(trainer: Trainer, resume: str | None) -> Any:
-    """trainer.train with SIGTERM/SIGINT turned into "checkpoint, then stop" (raises Interrupted after saving)."""
+def _train(trainer: Trainer, resume: str | None, stopper: StopOnSignal) -> Any:
+    """trainer.train; raises Interrupted when a signal stopped it before its last step (after saving)."""
     if resume:
         _explain_resume(trainer, Path(resume))
-    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
-    stopper.install()
-    try:
-        output = trainer.train(resume_from_checkpoint=resume)
-    finally:
-        stopper.uninstall()
-    if stopper.received is not None:
-        step = trainer.state.global_step
-        name = signal.Signals(stopper.received).name
+    output = trainer.train(resume_from_checkpoint=resume)
+    step = trainer.state.global_step
+    if stopper.stopped_at is not None and step < trainer.state.max_steps:
+        name = signal.Signals(stopper.received or signal.SIGTERM).name
         raise Interrupted(
             f"Stopped by {name} at step {step}: checkpoint-{step} is saved in {trainer.args.output_dir}; a restarted "
             "job with the same checkpoint dir resumes from it.",
-            stopper.received,
+            stopper.received or signal.SIGTERM,
         )
     return output
+
+
+def _complete_everywhere(steps: list[int]) -> list[int]:
+    """The checkpoint steps complete on every process (each host keeps its own checkpoints)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return steps
+    everyone: list[list[int] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, steps)
+    return sorted(set.intersection(*(set(s or ()) for s in everyone)))
 
 
 def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
@@ -212,7 +218,10 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     raw = _splits(cfg, env)
     resume = None
     if "train" in raw:
-        resume = resolve_resume(cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0)
+        args.world_size  # noqa: B018 -- sets up the process group (torchrun) that resuming agrees over
+        resume = resolve_resume(
+            cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0, everywhere=_complete_everywhere
+        )
         if env.in_sagemaker and not env.checkpoints_synced and _saves_checkpoints(cfg):
             logger.warning(
                 "checkpoints go to %s but SageMaker is not syncing them (no checkpoint_s3_uri on the estimator): "
@@ -230,20 +239,24 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         datasets = _preprocess(cfg, env, task, raw, tokenizer, model)
     trainer = build_trainer(cfg, task, model, tokenizer, datasets)
 
-    train_results: dict[str, Any] = {}
-    eval_results: dict[str, Any] = {}
-    if "train" in datasets:
-        output = _train(trainer, resume)
-        train_results = {**output.metrics, "train_samples": len(raw["train"])}
-    if "eval" in datasets:
-        eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    with stopper:  # through the final evaluation and save, which a signal after the last step lets finish
+        train_results: dict[str, Any] = {}
+        eval_results: dict[str, Any] = {}
+        if "train" in raw:
+            output = _train(trainer, resume, stopper)
+            train_results = {**output.metrics, "train_samples": len(raw["train"])}
+        if "eval" in raw:
+            eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}
 
-    trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
-    if trainer.is_world_process_zero():
-        sizes = {split: len(raw[split]) for split in raw}
-        outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
-        task.write_predictions(env.output_data_dir)
-        _write_outputs(cfg, env, task, model_name, sizes, train_results, eval_results)
+        # One copy of the model: SageMaker merges every host's model dir into one model.tar.gz.
+        trainer.args.save_on_each_node = False
+        trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
+        if trainer.is_world_process_zero():
+            sizes = {split: len(raw[split]) for split in raw}
+            outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
+            task.write_predictions(env.output_data_dir)
+            _write_outputs(cfg, env, task, model_name, sizes, train_results, eval_results)
     return {**train_results, **eval_results}
 
 

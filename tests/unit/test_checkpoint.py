@@ -73,6 +73,18 @@ def test_other_ranks_only_look(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoint-15").is_dir()
 
 
+def test_hosts_resume_from_the_newest_step_complete_on_all_of_them(tmp_path: Path, caplog) -> None:
+    """Each host keeps its own checkpoints; a spot loss cut this host's step 15 on another host."""
+    make(tmp_path, 5)
+    make(tmp_path, 10)
+    make(tmp_path, 15)
+    assert resolve_resume("auto", tmp_path, everywhere=lambda steps: [s for s in steps if s != 15]) == str(
+        tmp_path / "checkpoint-10"
+    )
+    assert "checkpoint-15 is not complete on every host" in caplog.text
+    assert resolve_resume("auto", tmp_path, everywhere=lambda steps: []) is None  # nothing in common: start afresh
+
+
 def test_nothing_to_resume_starts_fresh(tmp_path: Path) -> None:
     assert resolve_resume("auto", tmp_path / "missing") is None
     make(tmp_path, 5)

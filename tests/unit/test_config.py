@@ -258,12 +258,13 @@ def test_checkpoint_dir_hyperparameter_and_one_folder_per_host(tmp_path: Path) -
     config = tmp_path / "input" / "config"
     config.mkdir(parents=True)
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    assert parse([("model_name_or_path", "m"), ("checkpoint_dir", "/ckpt")], env).training_args.output_dir == "/ckpt"
+    single = parse([("model_name_or_path", "m"), ("checkpoint_dir", "/ckpt")], env).training_args
+    assert single.output_dir == "/ckpt" and not single.save_on_each_node
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}))
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    assert parse([("model_name_or_path", "m")], env).training_args.output_dir == str(
-        tmp_path / "checkpoints" / "algo-2"
-    )
+    args = parse([("model_name_or_path", "m")], env).training_args
+    assert args.output_dir == str(tmp_path / "checkpoints" / "algo-2")
+    assert args.save_on_each_node  # every host keeps a whole checkpoint of its own to resume from
 
 
 def test_signal_and_timer_settings(env) -> None:
