@@ -1,7 +1,9 @@
-"""Benchmark: question-answering post-processing of 10,000 evaluation examples (2 windows of 384 tokens each).
+"""Benchmark: question-answering evaluation of 10,000 examples (2 windows of 384 tokens each), from what
+compute_metrics receives (the evaluation examples and windows as datasets, and the logits) to answers and metrics.
 
-Measures sm_train's best_answers() against a baseline measured in the same run: the straightforward search that
-tries every pair of the n best start and end positions in a Python double loop. Both must give the same answers.
+Measures sm_train (set_eval, paid once per job, then compute_metrics, paid at every evaluation) against a baseline
+measured in the same run: the straightforward path that reads the windows as Python rows and tries every pair of the
+n best start and end positions in a Python double loop. Both must give the same answers and metrics.
 
     python scripts/bench_qa_postprocess.py [--examples 10000]
 """
@@ -12,42 +14,71 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from datasets import Dataset
+from transformers import EvalPrediction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sm_train.tasks.question_answering import best_answers  # noqa: E402
+from sm_train.metrics import squad_metrics  # noqa: E402
+from sm_train.tasks.question_answering import QuestionAnswering, QuestionAnsweringArgs  # noqa: E402
 
 SEQ, QUESTION_TOKENS, N_BEST, MAX_ANSWER = 384, 12, 20, 30
+WINDOW_COLUMNS = ["example_id", "offset_mapping", "cls_index"]
 
 
-def synthetic(n_examples: int, seed: int = 0) -> tuple[list, list, np.ndarray, np.ndarray]:
+def synthetic(n_examples: int, seed: int = 0) -> tuple[Dataset, Dataset, np.ndarray, np.ndarray]:
+    """Evaluation examples, their windows (as preprocess makes them) and random logits."""
     rng = np.random.default_rng(seed)
-    examples, features = [], []
     context = " ".join(f"w{i}" for i in range(700))
     starts = [len(" ".join(f"w{i}" for i in range(k))) + (1 if k else 0) for k in range(700)]
-    for e in range(n_examples):
-        examples.append({"id": str(e), "context": context})
-        for window in range(2):
-            words = range(window * 300, window * 300 + SEQ - QUESTION_TOKENS - 1)
-            offsets = [None] * QUESTION_TOKENS + [(starts[w], starts[w] + len(f"w{w}")) for w in words] + [None]
-            features.append({"example_id": str(e), "offset_mapping": offsets, "cls_index": 0})
+    window_offsets = [
+        [None] * QUESTION_TOKENS
+        + [
+            (starts[w], starts[w] + len(f"w{w}"))
+            for w in range(window * 300, window * 300 + SEQ - QUESTION_TOKENS - 1)
+        ]
+        + [None]
+        for window in range(2)
+    ]
+    ids = [str(e) for e in range(n_examples)]
+    examples = Dataset.from_dict(
+        {
+            "id": ids,
+            "question": ["q?"] * n_examples,
+            "context": [context] * n_examples,
+            "answers": [{"text": [f"w{e % 700}"], "answer_start": [starts[e % 700]]} for e in range(n_examples)],
+        }
+    )
+    features = Dataset.from_dict(
+        {
+            "input_ids": [[1] * SEQ] * (2 * n_examples),
+            "example_id": [i for i in ids for _ in range(2)],
+            "offset_mapping": window_offsets * n_examples,
+            "cls_index": [0] * (2 * n_examples),
+        }
+    )
     start_logits = rng.normal(size=(len(features), SEQ)).astype(np.float32)
     end_logits = rng.normal(size=(len(features), SEQ)).astype(np.float32)
     return examples, features, start_logits, end_logits
 
 
-def baseline(examples: list, features: list, start_logits: np.ndarray, end_logits: np.ndarray) -> dict[str, str]:
-    """Every pair of the n best starts and ends, checked one by one."""
+def baseline(
+    examples: Dataset, features: Dataset, start_logits: np.ndarray, end_logits: np.ndarray
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Windows read as Python rows; every pair of the n best starts and ends checked one by one."""
+    rows = examples.to_list()
+    windows = features.select_columns(WINDOW_COLUMNS).to_list()
     by_example: dict[str, list[int]] = {}
-    for index, feature in enumerate(features):
-        by_example.setdefault(feature["example_id"], []).append(index)
+    for index, window in enumerate(windows):
+        by_example.setdefault(window["example_id"], []).append(index)
     answers = {}
-    for example in examples:
+    for example in rows:
         best, best_score = "", float("-inf")
         for index in by_example[example["id"]]:
-            offsets = features[index]["offset_mapping"]
+            offsets = windows[index]["offset_mapping"]
             starts, ends = start_logits[index], end_logits[index]
             for s in np.argsort(starts)[-1 : -N_BEST - 1 : -1].tolist():
                 for e in np.argsort(ends)[-1 : -N_BEST - 1 : -1].tolist():
@@ -59,27 +90,37 @@ def baseline(examples: list, features: list, start_logits: np.ndarray, end_logit
                     if score > best_score:
                         best_score, best = score, example["context"][offsets[s][0] : offsets[e][1]]
         answers[example["id"]] = best
-    return answers
+    return answers, squad_metrics(answers, {r["id"]: r["answers"]["text"] for r in rows}, False)
+
+
+def timed(function: Any, *args: Any) -> tuple[Any, float]:
+    began = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - began
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--examples", type=int, default=10_000)
     options = parser.parse_args()
-    data = synthetic(options.examples)
-    began = time.perf_counter()
-    expected = baseline(*data)
-    baseline_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    answers, _ = best_answers(*data, n_best_size=N_BEST, max_answer_length=MAX_ANSWER)
-    ours_seconds = time.perf_counter() - began
-    mismatches = sum(answers[k] != v for k, v in expected.items())
-    print(f"examples: {options.examples}, windows: {len(data[1])}, n_best: {N_BEST}")
-    print(f"baseline (Python double loop): {baseline_seconds:.2f} s")
-    print(f"sm_train best_answers:         {ours_seconds:.2f} s")
-    print(f"ratio sm_train / baseline:     {ours_seconds / baseline_seconds:.2f}")
-    print(f"answers that differ:           {mismatches}")
-    if mismatches:
+    examples, features, start_logits, end_logits = synthetic(options.examples)
+
+    (expected, expected_metrics), baseline_seconds = timed(baseline, examples, features, start_logits, end_logits)
+    task = QuestionAnswering(QuestionAnsweringArgs(n_best_size=N_BEST, max_answer_length=MAX_ANSWER))
+    _, set_eval_seconds = timed(task.set_eval, examples, features)
+    prediction = EvalPrediction(predictions=(start_logits, end_logits), label_ids=None)
+    metrics, metrics_seconds = timed(task.compute_metrics, prediction)
+    ours_seconds = set_eval_seconds + metrics_seconds
+
+    mismatches = sum(task.predictions.get(k) != v for k, v in expected.items())
+    print(f"examples: {options.examples}, windows: {len(features)}, n_best: {N_BEST}")
+    print(f"baseline (Python rows, double loop):  {baseline_seconds:.2f} s")
+    print(f"sm_train set_eval (once per job):     {set_eval_seconds:.2f} s")
+    print(f"sm_train compute_metrics (each eval): {metrics_seconds:.2f} s")
+    print(f"sm_train total:                       {ours_seconds:.2f} s")
+    print(f"ratio sm_train / baseline:            {ours_seconds / baseline_seconds:.2f}")
+    print(f"answers that differ:                  {mismatches}")
+    if task.predictions != expected or metrics != expected_metrics:
         sys.exit(1)
 
 

@@ -66,10 +66,14 @@ class CheckpointKeeper(TrainerCallback):
     def __init__(self, keep: int | None) -> None:
         self.keep = keep
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
         if not args.should_save:
             return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if args.process_index != 0 and path.is_dir() and model is not None:
+            _write_missing_weights(args, model, path)
         secrets = [name for name in self.SECRET_FIELDS if getattr(args, name, None)]
         if secrets and (path / "training_args.bin").is_file():
             redacted = copy.copy(args)
@@ -79,6 +83,17 @@ class CheckpointKeeper(TrainerCallback):
         if path.is_dir():
             checkpoint.write_manifest(path, world_size=args.world_size)
             checkpoint.rotate(Path(args.output_dir), self.keep, state.best_model_checkpoint)
+
+
+def _write_missing_weights(args: TrainingArguments, model: Any, path: Path) -> None:
+    """Another host's copy of a checkpoint (save_on_each_node): transformers 5 writes model weights on global rank 0
+    only, so they are written here. Not for sharded models (FSDP, DeepSpeed), whose copy then stays incomplete."""
+    if any((path / name).is_file() for name in checkpoint.WEIGHTS) or args.fsdp or args.deepspeed:
+        return
+    from safetensors.torch import save_model
+
+    save_model(model, str(path / "model.safetensors"), metadata={"format": "pt"})
+    model.config.to_json_file(str(path / "config.json"))
 
 
 def on_any_process(flag: bool, args: TrainingArguments) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sm_train.dialects import TRUE_STRINGS
+from sm_train.dialects import is_true
 from sm_train.redact import show
 
 logger = logging.getLogger(__name__)
@@ -25,12 +25,8 @@ class Rule:
     convert: Callable[[Any], Any] | None = None
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in TRUE_STRINGS
-
-
 def _if_true(new_value: Any) -> Callable[[Any], Any]:
-    return lambda value: new_value if _truthy(value) else None
+    return lambda value: new_value if is_true(value) else None
 
 
 def _warmup_ratio_on_4x(value: Any) -> Any:

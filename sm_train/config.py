@@ -23,7 +23,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from sm_train import compat
-from sm_train.dialects import argv_items, normalize_key, render
+from sm_train.dialects import argv_items, is_true, normalize_key, render
 from sm_train.env import SageMakerEnv, is_reserved
 from sm_train.errors import ConfigError
 from sm_train.redact import redact_mapping
@@ -214,6 +214,12 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
 
     defaults = {k: v for k, v in sagemaker_defaults(env, checkpoints).items() if k in kinds}  # 4.x lacks some
     merged = {**defaults, **task_cls.training_defaults, **values}
+    if (
+        task_cls.best_metric
+        and is_true(values.get("load_best_model_at_end"))
+        and "metric_for_best_model" not in values
+    ):
+        merged["metric_for_best_model"] = task_cls.best_metric
     tokens = [token for key, value in merged.items() for token in render(key, value, kinds[key])]
     try:
         job, task_args, training_args = parser.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)

@@ -23,6 +23,11 @@ UNSET_STRINGS = ("", "None", "null")
 NO_VALUE = "<no value>"  # a value-less --flag on the command line: true for a boolean, an error otherwise
 
 
+def is_true(value: Any) -> bool:
+    """A boolean hyperparameter's value read as true (a value-less --flag is true)."""
+    return value is NO_VALUE or str(value).strip().lower() in TRUE_STRINGS
+
+
 def normalize_key(key: str) -> str:
     """'--Learning-Rate' -> 'learning_rate'."""
     return key.lstrip("-").strip().replace("-", "_").lower()

@@ -26,6 +26,7 @@ class Task:
     trainer_class: ClassVar[type[Trainer]] = Trainer
     metric_names: ClassVar[tuple[str, ...]] = ()  # what compute_metrics returns, without the eval_ prefix
     training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
+    best_metric: ClassVar[str | None] = None  # metric_for_best_model when load_best_model_at_end is on
 
     def __init__(self, args: Any) -> None:
         self.args = args

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Sequence, Value
 from transformers import (
     AutoModelForQuestionAnswering,
@@ -25,7 +27,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
-from sm_train.tasks.base import Task, capped_length, find_column
+from sm_train.tasks.base import Task, capped_length, find_column, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +71,39 @@ def answer_list(value: Any) -> dict[str, list]:
     return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in value.get("answer_start") or []]}
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The evaluation windows, column by column: each window's example id and CLS position, and each token's
+    character span in the context (-1 outside it). Window i's tokens are at bounds[i]:bounds[i + 1]."""
+
+    example_ids: list[str]
+    cls_index: np.ndarray
+    bounds: np.ndarray
+    span_starts: np.ndarray
+    span_ends: np.ndarray
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Windows:
+        """From the columns example_id, cls_index and offset_mapping (per token [start, end], null outside the
+        context), through Arrow: as Python lists the offsets take ~0.6 s per thousand windows to read."""
+        windows = table.column("offset_mapping").combine_chunks()
+        tokens = windows.values  # the tokens of all windows, one after another; bounds index into it
+
+        def span_edge(index: int) -> np.ndarray:
+            return pc.list_element(tokens, index).fill_null(-1).cast(pa.int32()).to_numpy()
+
+        return cls(
+            example_ids=table.column("example_id").to_pylist(),
+            cls_index=table.column("cls_index").to_numpy(),
+            bounds=windows.offsets.to_numpy(),
+            span_starts=span_edge(0),
+            span_ends=span_edge(1),
+        )
+
+
 def best_answers(
-    examples: list[dict[str, Any]],
-    features: list[dict[str, Any]],
+    contexts: dict[str, str],
+    windows: Windows,
     start_logits: np.ndarray,
     end_logits: np.ndarray,
     *,
@@ -82,42 +114,44 @@ def best_answers(
 ) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]]]:
     """Answer text per example id, and the n best candidates, from the logits of every window.
 
-    examples: {id, context}; features (one per window, in logits order): {example_id, offset_mapping, cls_index},
-    where offset_mapping is None outside the context. A span must lie in the context, end at or after its start
-    and be at most max_answer_length tokens. With SQuAD v2 the answer is "" when the best null score (CLS start and
-    end) beats the best span by more than null_score_diff_threshold.
+    contexts: the context of each example id, in output order; windows: in logits order. A span must lie in the
+    context, end at or after its start and be at most max_answer_length tokens. With SQuAD v2 the answer is "" when
+    the best null score (CLS start and end) beats the best span by more than null_score_diff_threshold.
     """
     by_example: dict[str, list[int]] = {}
-    for index, feature in enumerate(features):
-        by_example.setdefault(feature["example_id"], []).append(index)
+    for index, example_id in enumerate(windows.example_ids):
+        by_example.setdefault(example_id, []).append(index)
     answers: dict[str, str] = {}
     nbest: dict[str, list[dict[str, Any]]] = {}
-    for example in examples:
+    for example_id, context in contexts.items():
         candidates: list[tuple[float, int, int]] = []
         null_score = float("inf")
-        for index in by_example.get(example["id"], []):
-            offsets = features[index]["offset_mapping"]
-            starts, ends = start_logits[index][: len(offsets)], end_logits[index][: len(offsets)]
-            cls = features[index].get("cls_index", 0)
+        for index in by_example.get(example_id, []):
+            first, last = windows.bounds[index], windows.bounds[index + 1]
+            span_starts, span_ends = windows.span_starts[first:last], windows.span_ends[first:last]
+            starts, ends = start_logits[index][: last - first], end_logits[index][: last - first]
+            cls = windows.cls_index[index]
             null_score = min(null_score, float(starts[cls] + ends[cls]))
             # Score every pair of the n best starts and ends at once; keep spans inside the context, in order, short.
             top_starts = np.argsort(starts)[::-1][:n_best_size]
             top_ends = np.argsort(ends)[::-1][:n_best_size]
-            start_ok = np.array([offsets[t] is not None for t in top_starts], dtype=bool)
-            end_ok = np.array([offsets[t] is not None for t in top_ends], dtype=bool)
             length = top_ends[None, :] - top_starts[:, None]
-            valid = start_ok[:, None] & end_ok[None, :] & (length >= 0) & (length < max_answer_length)
-            rows, cols = np.nonzero(valid)
+            in_context = (span_starts[top_starts] >= 0)[:, None] & (span_ends[top_ends] >= 0)[None, :]
+            rows, cols = np.nonzero(in_context & (length >= 0) & (length < max_answer_length))
             scores = starts[top_starts[rows]] + ends[top_ends[cols]]
-            for k in np.argsort(scores)[::-1][:n_best_size]:
-                span = (offsets[top_starts[rows[k]]][0], offsets[top_ends[cols[k]]][1])
-                candidates.append((float(scores[k]), span[0], span[1]))
+            best = np.argsort(scores)[::-1][:n_best_size]
+            candidates += zip(
+                scores[best].tolist(),
+                span_starts[top_starts[rows[best]]].tolist(),
+                span_ends[top_ends[cols[best]]].tolist(),
+                strict=True,
+            )
         candidates = sorted(candidates, reverse=True)[:n_best_size]
-        texts = [{"text": example["context"][a:b], "score": score} for score, a, b in candidates]
+        texts = [{"text": context[a:b], "score": score} for score, a, b in candidates]
         best_score = candidates[0][0] if candidates else float("-inf")
         no_answer = not candidates or (with_negative and null_score - best_score > null_score_diff_threshold)
-        answers[example["id"]] = "" if no_answer else texts[0]["text"]
-        nbest[example["id"]] = texts
+        answers[example_id] = "" if no_answer else texts[0]["text"]
+        nbest[example_id] = texts
     return answers, nbest
 
 
@@ -128,8 +162,7 @@ class QuestionAnswering(Task):
     metric_names = (
         "exact_match", "f1", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total"
     )  # fmt: skip
-    # QA evaluation is judged by F1 (best-model selection); its loss on windows says little.
-    training_defaults = {"metric_for_best_model": "f1"}
+    best_metric = "f1"  # QA evaluation is judged by F1; its loss on windows says little
 
     def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
         args = self.args
@@ -139,34 +172,41 @@ class QuestionAnswering(Task):
                 "one. Use a model that ships tokenizer.json."
             )
         self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
+        reference = "train" if "train" in raw else "eval"
+        for given, hyperparameter in (
+            (args.question_column, "question_column"),
+            (args.context_column, "context_column"),
+        ):
+            find_column(raw[reference], given, (), hyperparameter, reference)
+        require_columns(raw, [args.question_column, args.context_column], reference)
+        for split_name, split in raw.items():
+            # Answers may be empty lists (unanswerable questions), but the column must be there.
+            find_column(split, args.answer_column, (), "answer_column", split_name)
         for split_name in list(raw):
             split = raw[split_name]
-            for given, hyperparameter in (
-                (args.question_column, "question_column"),
-                (args.context_column, "context_column"),
-                (args.answer_column, "answer_column"),
-            ):
-                find_column(split, given, (), hyperparameter, split_name)
             if "id" not in split.column_names or len(set(split["id"])) != len(split):
                 # Predictions are matched to questions by id: ids must exist and be unique.
                 if "id" in split.column_names:
                     logger.warning("the %s data has duplicate ids; numbering its rows instead", split_name)
                     split = split.remove_columns("id")
                 split = split.add_column("id", [str(i) for i in range(len(split))])
-            raw[split_name] = split.map(self._normalize, desc="Reading answers").cast_column(
-                args.answer_column, ANSWER_TYPE
-            )
+            features = split.features.copy()
+            features.update({args.answer_column: ANSWER_TYPE, "id": Value("string")})
+            raw[split_name] = split.map(self._normalize, batched=True, features=features, desc="Reading answers")
             self._check_answers(raw[split_name], split_name)
             self._check_stride(raw[split_name], tokenizer)
 
-    def _normalize(self, row: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return {self.args.answer_column: answer_list(row[self.args.answer_column]), "id": str(row["id"])}
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise DataError(
-                f"Row {row.get('id')!r}: cannot read column {self.args.answer_column!r} ({e}); expected "
-                '{"text": [...], "answer_start": [...]}.'
-            ) from e
+    def _normalize(self, batch: dict[str, list]) -> dict[str, list]:
+        answers = []
+        for row_id, value in zip(batch["id"], batch[self.args.answer_column], strict=True):
+            try:
+                answers.append(answer_list(value))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise DataError(
+                    f"Row {row_id!r}: cannot read column {self.args.answer_column!r} ({e}); expected "
+                    '{"text": [...], "answer_start": [...]}.'
+                ) from e
+        return {self.args.answer_column: answers, "id": [str(i) for i in batch["id"]]}
 
     def _check_answers(self, split: Dataset, where: str) -> None:
         """answer_start must point at the answer text in the context; fail when most rows disagree."""
@@ -206,7 +246,13 @@ class QuestionAnswering(Task):
         )
 
     def set_eval(self, examples: Dataset, features: Dataset) -> None:
-        self.eval_examples, self.eval_features = examples, features
+        """Read once, column by column, what every evaluation maps the predictions back to."""
+        # Whole columns ([:]): iterating a column of a dataset reads it row by row.
+        ids, answers = examples["id"][:], examples[self.args.answer_column][:]
+        self.eval_contexts = dict(zip(ids, examples[self.args.context_column][:], strict=True))
+        self.eval_references = {i: answer["text"] for i, answer in zip(ids, answers, strict=True)}
+        columns = features.select_columns(["example_id", "offset_mapping", "cls_index"])
+        self.eval_windows = Windows.from_table(columns.with_format("arrow")[:])
 
     def _check_stride(self, split: Dataset, tokenizer: PreTrainedTokenizerBase) -> None:
         """A stride that leaves no room for the question makes the tokenizer panic (a Rust panic, not an error)."""
@@ -274,13 +320,12 @@ class QuestionAnswering(Task):
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Any:
         return default_data_collator if self.args.pad_to_max_length else DataCollatorWithPadding(tokenizer)
 
-    def postprocess(self, start_logits: np.ndarray, end_logits: np.ndarray) -> tuple[dict, dict]:
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        start_logits, end_logits = prediction.predictions[:2]
         args = self.args
-        examples = [{"id": r["id"], "context": r[args.context_column]} for r in self.eval_examples]
-        features = self.eval_features.select_columns(["example_id", "offset_mapping", "cls_index"]).to_list()
-        return best_answers(
-            examples,
-            features,
+        self.predictions, self.nbest = best_answers(
+            self.eval_contexts,
+            self.eval_windows,
             start_logits,
             end_logits,
             n_best_size=args.n_best_size,
@@ -288,12 +333,7 @@ class QuestionAnswering(Task):
             with_negative=args.version_2_with_negative,
             null_score_diff_threshold=args.null_score_diff_threshold,
         )
-
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        start_logits, end_logits = prediction.predictions[:2]
-        self.predictions, self.nbest = self.postprocess(start_logits, end_logits)
-        references = {r["id"]: r[self.args.answer_column]["text"] for r in self.eval_examples}
-        return squad_metrics(self.predictions, references, self.args.version_2_with_negative)
+        return squad_metrics(self.predictions, self.eval_references, args.version_2_with_negative)
 
     def write_predictions(self, directory: Path) -> None:
         if getattr(self, "predictions", None) is None:

@@ -273,3 +273,16 @@ def test_signal_and_timer_settings(env) -> None:
     assert cfg.training_args.restore_callback_states_from_checkpoint is True
     with pytest.raises(ConfigError, match="'save_every_minutes' must be positive"):
         parsed(env, save_every_minutes=0)
+
+
+def test_question_answering_judges_the_best_model_by_f1_only_when_it_loads_it(env) -> None:
+    best = {"task": "question-answering", "load_best_model_at_end": "true", "eval_strategy": "steps"}
+    args = parsed(env, **best).training_args
+    assert args.metric_for_best_model == "f1" and args.greater_is_better
+    assert (
+        parsed(env, **best, metric_for_best_model="exact_match").training_args.metric_for_best_model == "exact_match"
+    )
+    assert parsed(env, task="question-answering").training_args.metric_for_best_model is None
+    assert load(env, ["--model_name_or_path", "m", "--group_by_length"]).training_args.train_sampling_strategy == (
+        "group_by_length"  # a value-less flag is true, also where a name is translated
+    )

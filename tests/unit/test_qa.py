@@ -3,13 +3,21 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from datasets import Dataset, DatasetDict
+from transformers import EvalPrediction
 
 from sm_train.data import load_path
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import normalize_answer, squad_metrics
-from sm_train.tasks.question_answering import QuestionAnswering, QuestionAnsweringArgs, answer_list, best_answers
+from sm_train.tasks.question_answering import (
+    QuestionAnswering,
+    QuestionAnsweringArgs,
+    Windows,
+    answer_list,
+    best_answers,
+)
 from tests import tiny
 
 # "aa bb cc dd ee ff": two windows that overlap on "cc dd"; None marks question and special tokens.
@@ -28,19 +36,8 @@ FEATURES = [
         "offset_mapping": [*HEAD, *(WORDS[w] for w in ("cc", "dd", "ee", "ff")), None],
     },
 ]
-EXAMPLES = [{"id": "e", "context": CONTEXT}]
-
-
-def logits(**marks: dict[int, float]) -> np.ndarray:
-    """2 windows x 8 tokens of low logits, with given (window, token) values raised."""
-    array = np.full((2, 8), -10.0)
-    for (window, token), value in marks.items():
-        array[window, token] = value
-    return array
-
-
-def at(window: int, token: int) -> tuple[int, int]:
-    return window, token
+WINDOWS = Windows.from_table(pa.Table.from_pylist(FEATURES))
+CONTEXTS = {"e": CONTEXT}
 
 
 def answer(start: dict, end: dict, **options) -> tuple[dict, dict]:
@@ -49,7 +46,7 @@ def answer(start: dict, end: dict, **options) -> tuple[dict, dict]:
         start_logits[window, token] = value
     for (window, token), value in end.items():
         end_logits[window, token] = value
-    return best_answers(EXAMPLES, FEATURES, start_logits, end_logits, **options)
+    return best_answers(CONTEXTS, WINDOWS, start_logits, end_logits, **options)
 
 
 def test_answer_across_the_window_overlap() -> None:
@@ -82,8 +79,17 @@ def test_squad_v2_null_answer_and_threshold() -> None:
 
 
 def test_examples_without_features_get_an_empty_answer() -> None:
-    answers, nbest = best_answers([{"id": "lost", "context": "x"}], FEATURES, np.zeros((2, 8)), np.zeros((2, 8)))
+    answers, nbest = best_answers({"lost": "x"}, WINDOWS, np.zeros((2, 8)), np.zeros((2, 8)))
     assert answers == {"lost": ""} and nbest == {"lost": []}
+
+
+def test_windows_of_a_sliced_table() -> None:
+    # A dataset cut with select(range(...)) is a slice of its Arrow table: token bounds index the unsliced tokens.
+    windows = Windows.from_table(pa.Table.from_pylist(FEATURES).slice(1))
+    first, last = windows.bounds
+    assert windows.example_ids == ["e"] and windows.cls_index.tolist() == [0]
+    assert windows.span_starts[first:last].tolist() == [-1, -1, -1, 6, 9, 12, 15, -1]
+    assert windows.span_ends[first:last].tolist() == [-1, -1, -1, 8, 11, 14, 17, -1]
 
 
 def test_squad_metrics_normalization_and_v2_groups() -> None:
@@ -137,8 +143,12 @@ def task(**args) -> QuestionAnswering:
     return QuestionAnswering(QuestionAnsweringArgs(**{"max_seq_length": 64, "doc_stride": 24, **args}))
 
 
-def prepared(qa: QuestionAnswering, rows: list[dict], tokenizer=None) -> DatasetDict:
-    raw = DatasetDict({"train": Dataset.from_list(rows), "eval": Dataset.from_list(rows)})
+def prepared(
+    qa: QuestionAnswering, rows: list[dict], tokenizer=None, eval_rows: list[dict] | None = None
+) -> DatasetDict:
+    raw = DatasetDict(
+        {"train": Dataset.from_list(rows), "eval": Dataset.from_list(rows if eval_rows is None else eval_rows)}
+    )
     qa.prepare(raw, tokenizer or tiny.build_tokenizer())
     return raw
 
@@ -201,6 +211,48 @@ def test_missing_columns_and_unanswerable_without_v2(caplog) -> None:
     caplog.set_level(logging.WARNING)
     prepared(task(), tiny.qa_rows(6, unanswerable_every=2))
     assert "have no answer: set version_2_with_negative=true" in caplog.text
+
+
+def test_columns_must_be_in_every_split_without_nulls() -> None:
+    rows = tiny.qa_rows(4)
+    nulls = [{**r, "context": None} if i == 2 else r for i, r in enumerate(rows)]
+    with pytest.raises(DataError, match="Column 'context' of the train data has 1 empty values"):
+        prepared(task(), nulls)
+    without_question = [{k: v for k, v in r.items() if k != "question"} for r in rows]
+    with pytest.raises(DataError, match="The eval data has no 'question' column, which the train data has"):
+        prepared(task(), rows, eval_rows=without_question)
+    without_answers = [{k: v for k, v in r.items() if k != "answers"} for r in rows]
+    with pytest.raises(DataError, match="answer_column='answers': no such column in the eval data"):
+        prepared(task(), rows, eval_rows=without_answers)
+
+
+def test_answers_as_json_text_and_integer_ids() -> None:
+    rows = [
+        {**r, "id": 7 + i, "answers": json.dumps(r["answers"]) if i else ""} for i, r in enumerate(tiny.qa_rows(3))
+    ]
+    raw = prepared(task(), rows)
+    assert raw["eval"]["id"][:] == ["7", "8", "9"]
+    assert raw["eval"]["answers"][:] == [
+        {"text": [], "answer_start": []},
+        *(r["answers"] for r in tiny.qa_rows(3)[1:]),
+    ]
+
+
+def test_evaluation_maps_window_logits_back_to_answers(tokenizer) -> None:
+    rows = tiny.qa_rows(6, unanswerable_every=3)
+    qa = task(version_2_with_negative=True)
+    raw = prepared(qa, rows, tokenizer)
+    features = qa.preprocess(raw["eval"], tokenizer, training=False)
+    qa.set_eval(raw["eval"], features)
+    # Logits that point at each window's labelled span, padded with -100 to the longest window as Trainer does.
+    width = max(len(ids) for ids in features["input_ids"])
+    start_logits, end_logits = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
+    for index, feature in enumerate(features):
+        start_logits[index, : len(feature["input_ids"])] = end_logits[index, : len(feature["input_ids"])] = 0.0
+        start_logits[index, feature["start_positions"]] = end_logits[index, feature["end_positions"]] = 5.0
+    metrics = qa.compute_metrics(EvalPrediction(predictions=(start_logits, end_logits), label_ids=None))
+    assert qa.predictions == {r["id"]: (r["answers"]["text"] or [""])[0] for r in rows}
+    assert metrics["exact_match"] == 100.0 and metrics["NoAns_total"] == 2
 
 
 def test_duplicate_or_missing_ids_are_renumbered() -> None:
