@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -165,3 +166,18 @@ def run_module(job: Job, argv: Sequence[str] = (), timeout: int = 600) -> Job:
     )
     job.returncode, job.stdout, job.stderr = done.returncode, done.stdout, done.stderr
     return job
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and all its descendants at once, as a spot reclaim stops a container (torchrun's workers
+    have sessions of their own, so killing a process group would miss them)."""
+    import psutil
+
+    try:
+        everyone = [psutil.Process(process.pid)]
+        everyone += everyone[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for member in everyone:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()

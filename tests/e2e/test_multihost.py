@@ -4,20 +4,17 @@ both, exactly, and only the first host writes the model (SageMaker merges every 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from sm_train import checkpoint
 from tests import tiny
 from tests.e2e.test_resume import assert_identical, new_attempt, weights
-from tests.jobs import TOOLKIT, Job, make_tree, toolkit_env, write_rows
+from tests.jobs import TOOLKIT, Job, kill_tree, make_tree, toolkit_env, write_rows
 
 HOSTS = ["127.0.0.1", "localhost"]  # both resolve here; the toolkit's master is hosts[0]
 HPS = {"max_steps": 40, "save_steps": 5, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
@@ -53,15 +50,6 @@ def finish(jobs: list[Job], processes: list[subprocess.Popen]) -> None:
         job.returncode = process.returncode
 
 
-def kill_everything(processes: list[subprocess.Popen]) -> None:
-    """SIGKILL each host's whole process tree at once, as a spot reclaim does (torchrun's workers have their own
-    sessions, so killing process groups would miss them)."""
-    tree = [p for process in processes for p in psutil.Process(process.pid).children(recursive=True)]
-    for process in [*(psutil.Process(p.pid) for p in processes), *tree]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.send_signal(signal.SIGKILL)
-
-
 def host_checkpoints(job: Job, host: str) -> Path:
     return job.root / "checkpoints" / host
 
@@ -93,7 +81,8 @@ def test_two_hosts_resume_from_the_newest_step_complete_on_both(tmp_path: Path, 
         ):
             break
         time.sleep(0.05)
-    kill_everything(processes)
+    for process in processes:
+        kill_tree(process)
     finish(jobs, processes)
     complete = [checkpoint.complete_checkpoints(host_checkpoints(j, h)) for j, h in zip(jobs, HOSTS, strict=True)]
     common = sorted({p.name for p in complete[0]} & {p.name for p in complete[1]}, key=lambda n: int(n[11:]))

@@ -19,17 +19,17 @@ from safetensors.torch import load_file
 
 from sm_train import checkpoint
 from tests import tiny
-from tests.jobs import REPO, Job, job_env, make_tree, write_rows
+from tests.jobs import REPO, TOOLKIT, Job, job_env, kill_tree, make_tree, toolkit_env, write_rows
 
 HPS = {"max_steps": 360, "save_steps": 3, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
        "warmup_steps": 5, "seed": 11}  # fmt: skip
 
 
-def tree(base: Path, encoder: Path, **extra) -> Job:
+def tree(base: Path, encoder: Path, source: Path | None = None, **extra) -> Job:
     rows = [{"text": t, "label": label} for t, label in tiny.sentences(96)]
     write_rows(base / "data" / "train" / "train.csv", rows)
     hps = {"model_name_or_path": str(encoder), **HPS, **extra}
-    return make_tree(base, hps, {"train": base / "data" / "train"})
+    return make_tree(base, hps, {"train": base / "data" / "train"}, source=source)
 
 
 def start(job: Job) -> subprocess.Popen:
@@ -37,6 +37,11 @@ def start(job: Job) -> subprocess.Popen:
         [sys.executable, "-m", "sm_train", "train"], env=job_env(job.root), cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def start_toolkit(job: Job) -> subprocess.Popen:
+    return subprocess.Popen([str(TOOLKIT)], env=toolkit_env(job.root), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
 def finish(process: subprocess.Popen, job: Job) -> Job:
@@ -93,7 +98,7 @@ def kill_mid_save(process: subprocess.Popen, checkpoints: Path, timeout: float =
     while time.monotonic() < deadline and process.poll() is None:
         for path in checkpoints.glob("checkpoint-*"):
             if path.name not in seen and not (path / "sm_train_checkpoint.json").exists():
-                process.send_signal(signal.SIGKILL)
+                kill_tree(process)
                 return True
         time.sleep(0.001)
     return False
@@ -112,20 +117,21 @@ def plant_torn(checkpoints: Path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_at_random_moments_resumes_exactly(tmp_path: Path, encoder: Path, uninterrupted) -> None:
-    job = tree(tmp_path, encoder)
+def test_killed_at_random_moments_resumes_exactly(tmp_path: Path, encoder: Path, source: Path, uninterrupted) -> None:
+    """Through the real toolkit, every process of the job killed at once (as a spot reclaim stops the container)."""
+    job = tree(tmp_path, encoder, source)
     checkpoints = job.root / "checkpoints"
     rng = random.Random(2026)
     kills, torn = 0, []
     for attempt in range(5):
-        process = start(job)
+        process = start_toolkit(job)
         if attempt == 2:
             kills += kill_mid_save(process, checkpoints)
         else:
             wait_for_training(process, checkpoints)
             time.sleep(rng.uniform(0.0, 1.5))
             if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
+                kill_tree(process)
                 kills += 1
         finish(process, job)
         for path in torn:  # left by the previous attempt
@@ -134,7 +140,7 @@ def test_killed_at_random_moments_resumes_exactly(tmp_path: Path, encoder: Path,
         new_attempt(job)
     assert kills >= 3
     plant_torn(checkpoints)
-    finish(start(job), job)
+    finish(start_toolkit(job), job)
     assert "checkpoint-998 (trainer_state.json is missing" in job.stdout
     assert "checkpoint-999 (model.safetensors is missing or has the wrong size)" in job.stdout
     assert job.returncode == 0, job.stdout[-3000:]
@@ -201,14 +207,11 @@ def training_child(launcher: subprocess.Popen, timeout: float = 60) -> int:
 def test_sigterm_to_the_training_process_under_the_real_toolkit(tmp_path, encoder, source, uninterrupted) -> None:
     import os
 
-    from tests.jobs import TOOLKIT, run_toolkit, toolkit_env
+    from tests.jobs import run_toolkit
 
-    tree(tmp_path, encoder)  # the data
-    job = make_tree(tmp_path, {"model_name_or_path": str(encoder), **HPS}, {"train": tmp_path / "data" / "train"},
-                    source=source)  # fmt: skip
+    job = tree(tmp_path, encoder, source)
     checkpoints = job.root / "checkpoints"
-    launcher = subprocess.Popen([str(TOOLKIT)], env=toolkit_env(job.root), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    launcher = start_toolkit(job)
     child = training_child(launcher)
     wait_for_training(launcher, checkpoints)
     sent = time.monotonic()
