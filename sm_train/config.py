@@ -73,6 +73,16 @@ class JobArgs:
             "help": "After SIGTERM/SIGINT: seconds to save a checkpoint before exiting (SageMaker kills at 120)."
         },
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after N evaluations without improvement of metric_for_best_model. Evaluates at every save "
+            "and keeps the best model unless you set eval_strategy/load_best_model_at_end."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "How much metric_for_best_model must improve to count as better."}
+    )
     resume: str = field(
         default="auto",
         metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
@@ -214,11 +224,14 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
 
     defaults = {k: v for k, v in sagemaker_defaults(env, checkpoints).items() if k in kinds}  # 4.x lacks some
     merged = {**defaults, **task_cls.training_defaults, **values}
-    if (
-        task_cls.best_metric
-        and is_true(values.get("load_best_model_at_end"))
-        and "metric_for_best_model" not in values
-    ):
+    if values.get("early_stopping_patience") not in (None, ""):
+        # Early stopping judges evaluations and keeps the best model: evaluate whenever a checkpoint is saved.
+        early = {"load_best_model_at_end": True, "eval_strategy": merged.get("save_strategy", "steps")}
+        if "save_steps" in merged:
+            early["eval_steps"] = merged["save_steps"]
+        merged = {**defaults, **task_cls.training_defaults, **early, **values}
+    best_model = is_true(merged.get("load_best_model_at_end"))
+    if task_cls.best_metric and best_model and "metric_for_best_model" not in values:
         merged["metric_for_best_model"] = task_cls.best_metric
     tokens = [token for key, value in merged.items() for token in render(key, value, kinds[key])]
     try:
@@ -252,6 +265,10 @@ def _validate(job: JobArgs, args: TrainingArguments) -> None:
         )
     if job.save_every_minutes is not None and job.save_every_minutes <= 0:
         raise ConfigError(f"Hyperparameter 'save_every_minutes' must be positive, got {job.save_every_minutes}.")
+    if job.early_stopping_patience is not None and job.early_stopping_patience < 1:
+        raise ConfigError(
+            f"Hyperparameter 'early_stopping_patience' must be at least 1, got {job.early_stopping_patience}."
+        )
     if job.sigterm_grace_seconds <= 0:
         raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")
     if args.learning_rate < 0:

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoTokenizer, PrinterCallback, Trainer, set_seed
+from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
 from sm_train import __version__, cache, data, outputs
 from sm_train.callbacks import CheckpointKeeper, MetricLines, StopOnSignal, TimedCheckpoints
@@ -85,9 +85,10 @@ def _splits(cfg: Config, env: SageMakerEnv) -> Any:
         if not wanted and split in raw:
             del raw[split]
     if "train" in raw and "eval" not in raw and args.eval_strategy != "no":
+        patience = cfg.job.early_stopping_patience
+        setting = f"early_stopping_patience={patience}" if patience else f"eval_strategy={args.eval_strategy.value}"
         raise DataError(
-            f"eval_strategy={args.eval_strategy.value} needs evaluation data: add a 'validation' or 'test' channel, "
-            "or set validation_file (or eval_strategy=no)."
+            f"{setting} needs evaluation data: add a 'validation' or 'test' channel, or set validation_file."
         )
     if not raw:
         raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
@@ -110,6 +111,8 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
     )
     if cfg.job.save_every_minutes:
         trainer.add_callback(TimedCheckpoints(cfg.job.save_every_minutes))
+    if cfg.job.early_stopping_patience:
+        trainer.add_callback(EarlyStoppingCallback(cfg.job.early_stopping_patience, cfg.job.early_stopping_threshold))
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
     trainer.remove_callback(PrinterCallback)
     return trainer

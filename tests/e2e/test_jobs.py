@@ -105,6 +105,7 @@ def test_the_model_channel_is_the_default_model(tmp_path, monkeypatch, tiny_enco
             r"Column 'pair' of the train data has 2 empty values",
         ),  # fmt: skip
         ({"eval_strategy": "epoch"}, ROWS, None, r"eval_strategy=epoch needs evaluation data"),
+        ({"early_stopping_patience": 2}, ROWS, None, r"early_stopping_patience=2 needs evaluation data"),
     ],
 )
 def test_data_problems_fail_before_the_model_loads(
@@ -276,3 +277,28 @@ def test_unset_tokenizer_limit_is_capped_by_the_model(tmp_path, monkeypatch) -> 
     assert job.returncode == 0, job.failure
     saved = json.loads((job.model_dir / "tokenizer_config.json").read_text())
     assert saved["model_max_length"] == 128
+
+
+def test_early_stopping_patience_survives_a_restart(tmp_path, monkeypatch, tiny_encoder) -> None:
+    """learning_rate=0: the evaluation never improves after step 2, so with patience 3 (an evaluation at every save)
+    training stops at step 8. An attempt cut at step 6 resumes with the patience it had used up, not afresh (which
+    would run on to step 12)."""
+    hps = {"model_name_or_path": str(tiny_encoder), "learning_rate": 0, "save_steps": 2, "train_batch_size": 8,
+           "early_stopping_patience": 3, "max_steps": 40}  # fmt: skip
+    data = channels(tmp_path, ROWS, ROWS[:8])
+
+    def last_step(job: Job) -> int:
+        return max(int(p.name.split("-")[1]) for p in (job.root / "checkpoints").glob("checkpoint-*"))
+
+    whole = run(tmp_path / "whole", monkeypatch, hps, data)
+    assert whole.returncode == 0, whole.failure
+    assert last_step(whole) == 8
+    cut = run(tmp_path / "cut", monkeypatch, {**hps, "max_steps": 6}, data)
+    assert cut.returncode == 0 and last_step(cut) == 6
+    shutil.rmtree(cut.model_dir)
+    cut.model_dir.mkdir()
+    resumed = run(tmp_path / "cut", monkeypatch, hps, data)
+    assert resumed.returncode == 0, resumed.failure
+    assert last_step(resumed) == 8
+    # The best checkpoint (step 2), whose model is the one saved, survived rotation.
+    assert (resumed.root / "checkpoints" / "checkpoint-2").is_dir()

@@ -286,3 +286,14 @@ def test_question_answering_judges_the_best_model_by_f1_only_when_it_loads_it(en
     assert load(env, ["--model_name_or_path", "m", "--group_by_length"]).training_args.train_sampling_strategy == (
         "group_by_length"  # a value-less flag is true, also where a name is translated
     )
+
+
+def test_early_stopping_evaluates_at_every_save_and_keeps_the_best_model(env) -> None:
+    args = parsed(env, early_stopping_patience=3, save_steps=50).training_args
+    assert args.load_best_model_at_end and args.eval_strategy == "steps" and args.eval_steps == 50
+    assert args.metric_for_best_model == "loss"
+    assert parsed(env, early_stopping_patience=3, save_strategy="epoch").training_args.eval_strategy == "epoch"
+    qa = parsed(env, task="question-answering", early_stopping_patience=3).training_args
+    assert qa.metric_for_best_model == "f1"
+    with pytest.raises(ConfigError, match="'early_stopping_patience' must be at least 1"):
+        parsed(env, early_stopping_patience=0)
