@@ -63,15 +63,15 @@ def load(root: Path, key: str) -> DatasetDict | None:
 
 
 def save(root: Path, key: str, datasets: dict[str, Dataset]) -> None:
-    """Write atomically (a temporary folder renamed), then delete caches with other keys."""
+    """Write in place and mark complete last (no folder rename: SageMaker's checkpoint sync uploads files as they are
+    written), then delete caches with other keys."""
     final = root / CACHE_DIR / key
-    tmp = root / CACHE_DIR / f".{key}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)  # an earlier attempt's cut-off write
     for split, dataset in datasets.items():
-        dataset.save_to_disk(str(tmp / split))
-    (tmp / DONE).write_text(json.dumps({"splits": sorted(datasets)}))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+        dataset.save_to_disk(str(final / split))
+    tmp = final / f".{DONE}.tmp"
+    tmp.write_text(json.dumps({"splits": sorted(datasets)}))
+    os.replace(tmp, final / DONE)
     for stale in (root / CACHE_DIR).iterdir():
         if stale.name != key:
             shutil.rmtree(stale, ignore_errors=True)

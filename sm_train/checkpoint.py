@@ -1,7 +1,8 @@
 """Checkpoints that are complete or absent, and where training resumes from.
 
 A checkpoint counts as complete only when sm_train's manifest (written after Trainer finished every file) lists
-files that are all present with their sizes, and its trainer state, weights, optimizer and scheduler read back.
+files that are all present with their sizes, its trainer state, weights, optimizer and scheduler read back, and its
+random states are there.
 SageMaker restores the checkpoint dir from S3 before every attempt, so a checkpoint cut off by a spot interruption
 (killed mid-write, or only partly uploaded) can be there: it is set aside, never resumed from.
 """
@@ -57,6 +58,8 @@ def problem(path: Path) -> str | None:
         for name in TRAINING_STATE:
             if not zipfile.is_zipfile(path / name):
                 return f"{name} is missing or unreadable"
+        if not any(path.glob("rng_state*.pth")):  # without it the resumed data order and dropout differ
+            return "rng_state.pth is missing"
     except (OSError, ValueError, KeyError, struct.error) as e:
         return f"unreadable ({type(e).__name__}: {e})"
     return None

@@ -17,6 +17,7 @@ def make(root: Path, step: int, manifest: bool = True) -> Path:
     save_file({"w": torch.arange(64, dtype=torch.float32)}, str(path / "model.safetensors"))
     torch.save({"state": {}, "param_groups": []}, path / "optimizer.pt")
     torch.save({"last_epoch": step}, path / "scheduler.pt")
+    torch.save({"cpu": torch.random.get_rng_state()}, path / "rng_state.pth")
     (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": [{"loss": 0.5}] * 5}))
     if manifest:
         write_manifest(path)
@@ -53,6 +54,14 @@ def test_truncation_is_detected_without_a_manifest(tmp_path: Path, name: str) ->
     path = make(tmp_path, 3, manifest=False)
     truncate(path / name, 20)
     assert problem(path) is not None
+
+
+def test_random_states_are_required_without_a_manifest(tmp_path: Path) -> None:
+    path = make(tmp_path, 3, manifest=False)
+    (path / "rng_state.pth").rename(path / "rng_state_1.pth")  # one of several processes' states is enough
+    assert problem(path) is None
+    (path / "rng_state_1.pth").unlink()
+    assert problem(path) == "rng_state.pth is missing"
 
 
 def test_auto_resumes_from_the_newest_complete_and_sets_torn_ones_aside(tmp_path: Path) -> None:
@@ -111,3 +120,17 @@ def test_rotation_keeps_the_newest_and_the_best(tmp_path: Path) -> None:
     # The best (5) and the newest complete (20) stay; a torn newer one does not count as newest.
     assert remaining == ["checkpoint-5", "checkpoint-20", "checkpoint-25"]
     assert not (tmp_path / INCOMPLETE_DIR).exists()
+
+
+def test_tokenized_cache_counts_only_once_marked_complete(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    from sm_train import cache
+
+    train = Dataset.from_dict({"input_ids": [[1, 2], [3]]})
+    cache.save(tmp_path, "k1", {"train": train})
+    assert cache.load(tmp_path, "k1")["train"]["input_ids"] == [[1, 2], [3]]
+    (tmp_path / cache.CACHE_DIR / "k1" / cache.DONE).unlink()  # a write cut before its mark
+    assert cache.load(tmp_path, "k1") is None
+    cache.save(tmp_path, "k2", {"train": train})  # a new key replaces the old cache
+    assert [p.name for p in (tmp_path / cache.CACHE_DIR).iterdir()] == ["k2"]
