@@ -93,6 +93,11 @@ def test_t5_long_summaries_with_seed_003_hyperparameters(tmp_path: Path, source:
     )  # what the default would do
     served = serve(job.model_dir, {"inputs": PROBE}, hf_task="summarization")
     assert served["prediction"][0]["summary_text"].strip() == whole
+    # Without HF_TASK the toolkit infers text2text-generation from the architecture: the same whole summary (the
+    # prefix comes from config.prefix), under that pipeline's key.
+    served = serve(job.model_dir, {"inputs": PROBE})
+    assert served["task"] == "text2text-generation"
+    assert served["prediction"][0]["generated_text"].strip() == whole
 
 
 def test_unknown_columns_fail_with_the_list(tmp_path: Path, source: Path) -> None:
