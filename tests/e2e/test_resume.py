@@ -239,3 +239,24 @@ def test_sigterm_grace_runs_out(tmp_path: Path, encoder: Path) -> None:
     finish(process, job)
     assert job.returncode == 128 + signal.SIGTERM
     assert "not done within 0 s of the signal: exiting now" in job.stdout
+
+
+@pytest.mark.slow
+def test_resume_with_another_number_of_processes(tmp_path: Path, encoder: Path, source: Path) -> None:
+    """A checkpoint of one process resumed by two (torchrun through the toolkit): it works, with a warning."""
+    from tests.jobs import run_toolkit
+
+    job = tree(tmp_path, encoder, source, max_steps=6, use_cpu=True)
+    run_toolkit(job)
+    assert job.returncode == 0, job.log[-3000:]
+    new_attempt(job)
+    distributed = {"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2}
+    job = make_tree(tmp_path, {"model_name_or_path": str(encoder), **HPS, "max_steps": 12, "use_cpu": True},
+                    {"train": tmp_path / "data" / "train"}, source=source, extra=distributed)  # fmt: skip
+    run_toolkit(job)
+    assert job.returncode == 0, job.log[-3000:]
+    assert "torchrun --nnodes 1 --nproc_per_node 2" in job.log
+    assert f"resuming from {job.root / 'checkpoints' / 'checkpoint-6'}" in job.log
+    assert "the checkpoint was written by 1 processes and this job runs 2" in job.log
+    state = json.loads((job.root / "checkpoints" / "checkpoint-12" / "trainer_state.json").read_text())
+    assert state["global_step"] == 12
