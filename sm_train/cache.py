@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict, load_from_disk
+
+from sm_train.checkpoint import file_sizes, size_problem, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,15 @@ def load(root: Path, key: str) -> DatasetDict | None:
     if not (path / DONE).is_file():
         return None
     try:
-        splits = json.loads((path / DONE).read_text())["splits"]
-        cached = DatasetDict({split: load_from_disk(str(path / split)) for split in splits})
+        done = json.loads((path / DONE).read_text())
+        wrong = size_problem(path, done["files"])
+        if wrong:
+            raise ValueError(wrong)
+        cached = DatasetDict({split: load_from_disk(str(path / split)) for split in done["splits"]})
     except (OSError, ValueError, KeyError) as e:  # a cut-off S3 restore: tokenize again
         logger.warning("tokenized cache %s is unreadable (%s); tokenizing again", path, e)
         return None
+    splits = done["splits"]
     logger.info("loaded the tokenized data (%s) from the cache %s: no tokenization", ", ".join(splits), path)
     return cached
 
@@ -69,9 +74,7 @@ def save(root: Path, key: str, datasets: dict[str, Dataset]) -> None:
     shutil.rmtree(final, ignore_errors=True)  # an earlier attempt's cut-off write
     for split, dataset in datasets.items():
         dataset.save_to_disk(str(final / split))
-    tmp = final / f".{DONE}.tmp"
-    tmp.write_text(json.dumps({"splits": sorted(datasets)}))
-    os.replace(tmp, final / DONE)
+    write_atomically(final / DONE, {"splits": sorted(datasets), "files": file_sizes(final)})
     for stale in (root / CACHE_DIR).iterdir():
         if stale.name != key:
             shutil.rmtree(stale, ignore_errors=True)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from sm_train import checkpoint
+from sm_train import checkpoint, collective
 from sm_train.metrics import metric_lines
 
 logger = logging.getLogger(__name__)
@@ -69,19 +69,20 @@ class CheckpointKeeper(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
     ) -> None:
-        if not args.should_save:
-            return
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if args.process_index != 0 and path.is_dir() and model is not None:
-            _write_missing_weights(args, model, path)
-        secrets = [name for name in self.SECRET_FIELDS if getattr(args, name, None)]
-        if secrets and (path / "training_args.bin").is_file():
-            redacted = copy.copy(args)
-            for name in secrets:
-                setattr(redacted, name, None)
-            torch.save(redacted, path / "training_args.bin")
-        if path.is_dir():
+        collective.wait_for_all()  # every process has written its part (its random states) before the mark
+        if args.should_save and path.is_dir():
+            if args.process_index != 0 and model is not None:
+                _write_missing_weights(args, model, path)
+            secrets = [name for name in self.SECRET_FIELDS if getattr(args, name, None)]
+            if secrets and (path / "training_args.bin").is_file():
+                redacted = copy.copy(args)
+                for name in secrets:
+                    setattr(redacted, name, None)
+                torch.save(redacted, path / "training_args.bin")
             checkpoint.write_manifest(path, world_size=args.world_size)
+        collective.wait_for_all()  # marked on every host before any host deletes an older checkpoint
+        if args.should_save:
             checkpoint.rotate(Path(args.output_dir), self.keep, state.best_model_checkpoint)
 
 
@@ -96,47 +97,29 @@ def _write_missing_weights(args: TrainingArguments, model: Any, path: Path) -> N
     model.config.to_json_file(str(path / "config.json"))
 
 
-def on_any_process(flag: bool, args: TrainingArguments) -> bool:
-    """Whether `flag` holds on any process. Processes must save and stop at the same step (a signal or a clock can
-    reach them a step apart), or the next collective operation hangs."""
-    if args.world_size == 1 or not torch.distributed.is_initialized():
-        return flag
-    value = torch.tensor([float(flag)], device=args.device)
-    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-    return bool(value.item())
+class SaveOrStop(TrainerCallback):
+    """Checkpoints Trainer's schedule does not make, decided at the end of each step:
 
+    - every `save_every_minutes` of wall-clock time, so a spot interruption loses at most that much work even with
+      long steps or tiny epochs;
+    - on SIGTERM (StopTrainingJob, MaxRuntime, spot) or SIGINT: save, then stop training. A signal after the last
+      step lets the final evaluation and save finish. Either must end within `grace` seconds, or the process exits
+      anyway (SageMaker sends SIGKILL 120 s after SIGTERM); a checkpoint cut short then is set aside on the next
+      start.
 
-class TimedCheckpoints(TrainerCallback):
-    """Save every `minutes` of wall-clock time as well as on Trainer's own schedule, so a spot interruption loses
-    at most that much work even with long steps or tiny epochs."""
+    All processes take both decisions together (a signal or a clock can reach them a step apart; a process saving
+    or stopping alone would hang the next collective operation).
+    """
 
-    def __init__(self, minutes: float) -> None:
-        self.seconds = minutes * 60
-        self.last = time.monotonic()
-
-    def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        if on_any_process(time.monotonic() - self.last >= self.seconds, args):
-            control.should_save = True
-
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.last = time.monotonic()
-
-
-class StopOnSignal(TrainerCallback):
-    """SIGTERM (StopTrainingJob, MaxRuntime, spot) or SIGINT: save a complete checkpoint at the end of the current
-    step and stop training; a signal after the last step lets the final evaluation and save finish. Either must
-    end within `grace` seconds, or the process exits anyway (SageMaker sends SIGKILL 120 s after SIGTERM); a
-    checkpoint cut short then is set aside on the next start."""
-
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, save_every_minutes: float | None = None) -> None:
         self.grace = grace
-        self.received: int | None = None
-        self.stopped_at: int | None = None  # the step training stopped at because of a signal
+        self.seconds = save_every_minutes * 60 if save_every_minutes else None
+        self.last_save = time.monotonic()
+        self.received: int | None = None  # the signal this process received
+        self.stopped_at: int | None = None  # the step training stopped at because some process received one
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> StopOnSignal:
+    def __enter__(self) -> SaveOrStop:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -165,8 +148,13 @@ class StopOnSignal(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if on_any_process(self.received is not None, args):
-            self.received = self.received or signal.SIGTERM  # another process got it
+        due = self.seconds is not None and time.monotonic() - self.last_save >= self.seconds
+        stop, due = collective.any_process([self.received is not None, due], args.device)
+        if stop:
             self.stopped_at = state.global_step
-            control.should_save = True
             control.should_training_stop = True
+        if stop or due:
+            control.should_save = True
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.last_save = time.monotonic()

@@ -46,9 +46,9 @@ def problem(path: Path) -> str | None:
     try:
         manifest_path = path / MANIFEST
         if manifest_path.is_file():
-            for name, size in json.loads(manifest_path.read_text())["files"].items():
-                if not (path / name).is_file() or (path / name).stat().st_size != size:
-                    return f"{name} is missing or has the wrong size"
+            wrong = size_problem(path, json.loads(manifest_path.read_text())["files"])
+            if wrong:
+                return wrong
         json.loads((path / STATE_FILE).read_text())
         weights = [path / name for name in WEIGHTS if (path / name).is_file()]
         if not weights:
@@ -65,13 +65,29 @@ def problem(path: Path) -> str | None:
     return None
 
 
+def file_sizes(root: Path) -> dict[str, int]:
+    """Every file below root and its size (what a complete copy must have; S3 restores files in any order)."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def size_problem(root: Path, sizes: dict[str, int]) -> str | None:
+    for name, size in sizes.items():
+        if not (root / name).is_file() or (root / name).stat().st_size != size:
+            return f"{name} is missing or has the wrong size"
+    return None
+
+
+def write_atomically(path: Path, content: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content))
+    os.replace(tmp, path)
+
+
 def write_manifest(path: Path, world_size: int = 1) -> None:
     """Mark a checkpoint complete: every file and its size, written atomically after all of them."""
-    files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+    files = file_sizes(path)
     files.pop(MANIFEST, None)
-    tmp = path / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"files": files, "world_size": world_size, "written": time.time()}))
-    os.replace(tmp, path / MANIFEST)
+    write_atomically(path / MANIFEST, {"files": files, "world_size": world_size, "written": time.time()})
 
 
 def saved_world_size(path: Path) -> int | None:
@@ -96,18 +112,23 @@ def complete_checkpoints(directory: Path) -> list[Path]:
     return [path for _, path in checkpoints(directory) if problem(path) is None]
 
 
+def _set_aside(path: Path, kind: str, reason: str) -> None:
+    """Out of the way (Trainer would otherwise write into it), kept until the next good save."""
+    target = path.parent / INCOMPLETE_DIR / f"{path.name}-{int(time.time())}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logger.warning("skipping %s checkpoint %s (%s); moved to %s", kind, path, reason, target)
+    path.rename(target)
+
+
 def set_aside_incomplete(directory: Path) -> list[Path]:
-    """Move torn checkpoints out of the way (Trainer would otherwise write into them); return the complete ones."""
+    """Move torn checkpoints out of the way; return the complete ones."""
     complete = []
     for _, path in checkpoints(directory):
         reason = problem(path)
         if reason is None:
             complete.append(path)
-            continue
-        target = directory / INCOMPLETE_DIR / f"{path.name}-{int(time.time())}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        logger.warning("skipping incomplete checkpoint %s (%s); moved to %s", path, reason, target)
-        path.rename(target)
+        else:
+            _set_aside(path, "incomplete", reason)
     return complete
 
 
@@ -122,7 +143,8 @@ def resolve_resume(
     anything else must be a complete checkpoint.
 
     `everywhere` narrows the complete steps to those complete on every process: with several hosts each keeps its
-    own copy, and a spot loss can cut one host's newest.
+    own copy, and a spot loss can cut one host's newest. Newer ones are then set aside: training redoes those steps
+    and writes them again.
     """
     if resume == "never":
         return None
@@ -130,13 +152,14 @@ def resolve_resume(
         complete = set_aside_incomplete(directory) if main_process else complete_checkpoints(directory)
         steps = [int(path.name.rsplit("-", 1)[1]) for path in complete]
         common = everywhere(steps) if everywhere else steps
+        for step, path in zip(steps, complete, strict=True):
+            if main_process and (not common or step > common[-1]):
+                _set_aside(path, "newer", "not complete on every host")
         if not common:
             if steps:
                 logger.warning("no checkpoint is complete on every host (here: %s): starting afresh", steps)
             return None
         chosen = directory / f"checkpoint-{common[-1]}"
-        if common[-1] != steps[-1]:
-            logger.warning("%s is not complete on every host: resuming from an older one", complete[-1])
         logger.info("resuming from %s", chosen)
         return str(chosen)
     path = Path(resume)

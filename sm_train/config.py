@@ -76,8 +76,8 @@ class JobArgs:
     early_stopping_patience: int | None = field(
         default=None,
         metadata={
-            "help": "Stop after N evaluations without improvement of metric_for_best_model. Evaluates at every save "
-            "and keeps the best model unless you set eval_strategy/load_best_model_at_end."
+            "help": "Stop after N evaluations without improvement of metric_for_best_model. Default then: evaluate "
+            "at every save and keep the best model."
         },
     )
     early_stopping_threshold: float = field(
@@ -225,11 +225,7 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
     defaults = {k: v for k, v in sagemaker_defaults(env, checkpoints).items() if k in kinds}  # 4.x lacks some
     merged = {**defaults, **task_cls.training_defaults, **values}
     if values.get("early_stopping_patience") not in (None, ""):
-        # Early stopping judges evaluations and keeps the best model: evaluate whenever a checkpoint is saved.
-        early = {"load_best_model_at_end": True, "eval_strategy": merged.get("save_strategy", "steps")}
-        if "save_steps" in merged:
-            early["eval_steps"] = merged["save_steps"]
-        merged = {**defaults, **task_cls.training_defaults, **early, **values}
+        merged = {**defaults, **task_cls.training_defaults, **_early_stopping_defaults(values, task_cls), **values}
     best_model = is_true(merged.get("load_best_model_at_end"))
     if task_cls.best_metric and best_model and "metric_for_best_model" not in values:
         merged["metric_for_best_model"] = task_cls.best_metric
@@ -243,6 +239,22 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         "hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str)
     )
     return Config(job, task_args, training_args, task_cls, values, frozenset(values))
+
+
+def _early_stopping_defaults(values: dict[str, Any], task_cls: type[Task]) -> dict[str, Any]:
+    """Early stopping judges evaluations and keeps the best model: evaluate whenever a checkpoint is saved (keeping
+    the best model needs the two schedules to match), judged by the task's metric."""
+    strategy = values.get("eval_strategy") or values.get("save_strategy")
+    strategy = "steps" if strategy in (None, "best") else strategy
+    steps = values.get("eval_steps") or values.get("save_steps") or TrainingArguments.save_steps
+    return {
+        "load_best_model_at_end": True,
+        "eval_strategy": strategy,
+        "save_strategy": strategy,
+        "eval_steps": steps,
+        "save_steps": steps,
+        "metric_for_best_model": task_cls.best_metric or "loss",
+    }
 
 
 def _validate(job: JobArgs, args: TrainingArguments) -> None:
@@ -268,6 +280,11 @@ def _validate(job: JobArgs, args: TrainingArguments) -> None:
     if job.early_stopping_patience is not None and job.early_stopping_patience < 1:
         raise ConfigError(
             f"Hyperparameter 'early_stopping_patience' must be at least 1, got {job.early_stopping_patience}."
+        )
+    if job.early_stopping_patience and args.eval_strategy == "no":
+        raise ConfigError(
+            "early_stopping_patience needs evaluations during training, and eval_strategy (or save_strategy) is 'no'; "
+            "use steps or epoch."
         )
     if job.sigterm_grace_seconds <= 0:
         raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")

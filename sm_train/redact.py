@@ -16,17 +16,10 @@ def is_secret_key(key: str) -> bool:
 
 
 def _is_secret(key: str, value: Any) -> bool:
-    """A secret key holding a text: booleans and numbers are settings (average_tokens_across_devices=true)."""
-    if not is_secret_key(key) or value is None or isinstance(value, bool | int | float):
+    """A secret key with a value; booleans are switches (average_tokens_across_devices=true), not secrets."""
+    if not is_secret_key(key) or value is None or isinstance(value, bool):
         return False
-    text = str(value).strip().lower()
-    if text in ("", "true", "false", "none", "null"):
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return True
-    return False
+    return str(value).strip().lower() not in ("", "true", "false", "none", "null")
 
 
 def show(key: str, value: Any) -> Any:

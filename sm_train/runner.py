@@ -11,8 +11,8 @@ from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
-from sm_train import __version__, cache, data, outputs
-from sm_train.callbacks import CheckpointKeeper, MetricLines, StopOnSignal, TimedCheckpoints
+from sm_train import __version__, cache, collective, data, outputs
+from sm_train.callbacks import CheckpointKeeper, MetricLines, SaveOrStop
 from sm_train.checkpoint import resolve_resume, saved_world_size
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
@@ -107,10 +107,12 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
         data_collator=task.collator(tokenizer, model),
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits,
-        callbacks=[MetricLines(), CheckpointKeeper(keep), StopOnSignal(cfg.job.sigterm_grace_seconds)],
+        callbacks=[
+            MetricLines(),
+            CheckpointKeeper(keep),
+            SaveOrStop(cfg.job.sigterm_grace_seconds, cfg.job.save_every_minutes),
+        ],
     )
-    if cfg.job.save_every_minutes:
-        trainer.add_callback(TimedCheckpoints(cfg.job.save_every_minutes))
     if cfg.job.early_stopping_patience:
         trainer.add_callback(EarlyStoppingCallback(cfg.job.early_stopping_patience, cfg.job.early_stopping_threshold))
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
@@ -187,7 +189,7 @@ def _explain_resume(trainer: Trainer, path: Path) -> None:
         )
 
 
-def _train(trainer: Trainer, resume: str | None, stopper: StopOnSignal) -> Any:
+def _train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> Any:
     """trainer.train; raises Interrupted when a signal stopped it before its last step (after saving)."""
     if resume:
         _explain_resume(trainer, Path(resume))
@@ -203,17 +205,6 @@ def _train(trainer: Trainer, resume: str | None, stopper: StopOnSignal) -> Any:
     return output
 
 
-def _complete_everywhere(steps: list[int]) -> list[int]:
-    """The checkpoint steps complete on every process (each host keeps its own checkpoints)."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return steps
-    everyone: list[list[int] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, steps)
-    return sorted(set.intersection(*(set(s or ()) for s in everyone)))
-
-
 def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     """Train and/or evaluate, then save the model dir. Returns all results."""
     args = cfg.training_args
@@ -221,9 +212,8 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     raw = _splits(cfg, env)
     resume = None
     if "train" in raw:
-        args.world_size  # noqa: B018 -- sets up the process group (torchrun) that resuming agrees over
         resume = resolve_resume(
-            cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0, everywhere=_complete_everywhere
+            cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0, everywhere=collective.common_steps
         )
         if env.in_sagemaker and not env.checkpoints_synced and _saves_checkpoints(cfg):
             logger.warning(
@@ -242,7 +232,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         datasets = _preprocess(cfg, env, task, raw, tokenizer, model)
     trainer = build_trainer(cfg, task, model, tokenizer, datasets)
 
-    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SaveOrStop))
     with stopper:  # through the final evaluation and save, which a signal after the last step lets finish
         train_results: dict[str, Any] = {}
         eval_results: dict[str, Any] = {}
@@ -253,8 +243,9 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
             eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}
 
         # One copy of the model: SageMaker merges every host's model dir into one model.tar.gz.
-        trainer.args.save_on_each_node = False
+        each_node, args.save_on_each_node = args.save_on_each_node, False
         trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
+        args.save_on_each_node = each_node
         if trainer.is_world_process_zero():
             sizes = {split: len(raw[split]) for split in raw}
             outputs.make_deployable(env.model_dir, tokenizer.model_input_names)

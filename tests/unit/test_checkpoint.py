@@ -90,7 +90,8 @@ def test_hosts_resume_from_the_newest_step_complete_on_all_of_them(tmp_path: Pat
     assert resolve_resume("auto", tmp_path, everywhere=lambda steps: [s for s in steps if s != 15]) == str(
         tmp_path / "checkpoint-10"
     )
-    assert "checkpoint-15 is not complete on every host" in caplog.text
+    assert f"skipping newer checkpoint {tmp_path / 'checkpoint-15'} (not complete on every host)" in caplog.text
+    assert not (tmp_path / "checkpoint-15").exists()  # Trainer will write step 15 again
     assert resolve_resume("auto", tmp_path, everywhere=lambda steps: []) is None  # nothing in common: start afresh
 
 
@@ -130,6 +131,9 @@ def test_tokenized_cache_counts_only_once_marked_complete(tmp_path: Path) -> Non
     train = Dataset.from_dict({"input_ids": [[1, 2], [3]]})
     cache.save(tmp_path, "k1", {"train": train})
     assert cache.load(tmp_path, "k1")["train"]["input_ids"] == [[1, 2], [3]]
+    arrow = next((tmp_path / cache.CACHE_DIR / "k1").rglob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-8])  # restored from S3 only in part
+    assert cache.load(tmp_path, "k1") is None
     (tmp_path / cache.CACHE_DIR / "k1" / cache.DONE).unlink()  # a write cut before its mark
     assert cache.load(tmp_path, "k1") is None
     cache.save(tmp_path, "k2", {"train": train})  # a new key replaces the old cache

@@ -244,14 +244,14 @@ def test_secrets_are_redacted_in_logs_and_config(env, caplog) -> None:
     assert cfg.training_args.hub_token in ("hf_SECRET123", "hf_OTHER456")
 
 
-def test_boolean_and_number_settings_with_secret_like_names_are_not_secrets() -> None:
+def test_boolean_settings_with_secret_like_names_are_not_secrets() -> None:
     from sm_train.redact import redact_mapping, scrub, secret_values
 
-    pairs = [("average_tokens_across_devices", "True"), ("include_num_input_tokens_seen", True), ("max_keys", 5),
-             ("hub_token", "hf_SECRET123")]  # fmt: skip
-    assert secret_values(pairs) == ["hf_SECRET123"]
+    pairs = [("average_tokens_across_devices", "True"), ("include_num_input_tokens_seen", True),
+             ("hub_token", "hf_SECRET123"), ("db_password", 20240101)]  # fmt: skip
+    assert secret_values(pairs) == ["hf_SECRET123", "20240101"]
     assert scrub("True: token hf_SECRET123", secret_values(pairs)) == "True: token ***"
-    assert redact_mapping(dict(pairs)) == {**dict(pairs), "hub_token": "***"}
+    assert redact_mapping(dict(pairs)) == {**dict(pairs), "hub_token": "***", "db_password": "***"}
 
 
 def test_checkpoint_dir_hyperparameter_and_one_folder_per_host(tmp_path: Path) -> None:
@@ -293,6 +293,13 @@ def test_early_stopping_evaluates_at_every_save_and_keeps_the_best_model(env) ->
     assert args.load_best_model_at_end and args.eval_strategy == "steps" and args.eval_steps == 50
     assert args.metric_for_best_model == "loss"
     assert parsed(env, early_stopping_patience=3, save_strategy="epoch").training_args.eval_strategy == "epoch"
+    assert parsed(env, early_stopping_patience=3, evaluation_strategy="epoch").training_args.save_strategy == "epoch"
+    args = parsed(env, early_stopping_patience=3, logging_steps=30).training_args
+    assert args.eval_steps == args.save_steps == 500
+    args = parsed(env, early_stopping_patience=3, load_best_model_at_end=False).training_args
+    assert not args.load_best_model_at_end and args.metric_for_best_model == "loss"
+    with pytest.raises(ConfigError, match="early_stopping_patience needs evaluations during training"):
+        parsed(env, early_stopping_patience=3, save_strategy="no")
     qa = parsed(env, task="question-answering", early_stopping_patience=3).training_args
     assert qa.metric_for_best_model == "f1"
     with pytest.raises(ConfigError, match="'early_stopping_patience' must be at least 1"):
