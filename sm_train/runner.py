@@ -196,11 +196,11 @@ def _train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> Any:
     output = trainer.train(resume_from_checkpoint=resume)
     step = trainer.state.global_step
     if stopper.stopped_at is not None and step < trainer.state.max_steps:
-        name = signal.Signals(stopper.received or signal.SIGTERM).name
+        signum = stopper.received or signal.SIGTERM  # or another process received it
         raise Interrupted(
-            f"Stopped by {name} at step {step}: checkpoint-{step} is saved in {trainer.args.output_dir}; a restarted "
-            "job with the same checkpoint dir resumes from it.",
-            stopper.received or signal.SIGTERM,
+            f"Stopped by {signal.Signals(signum).name} at step {step}: checkpoint-{step} is saved in "
+            f"{trainer.args.output_dir}; a restarted job with the same checkpoint dir resumes from it.",
+            signum,
         )
     return output
 
