@@ -107,9 +107,9 @@ def checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def complete_checkpoints(directory: Path) -> list[Path]:
-    """The complete checkpoint-N folders, oldest first."""
-    return [path for _, path in checkpoints(directory) if problem(path) is None]
+def complete_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """The complete checkpoint-N folders with their steps, oldest first."""
+    return [(step, path) for step, path in checkpoints(directory) if problem(path) is None]
 
 
 def _set_aside(path: Path, kind: str, reason: str) -> None:
@@ -120,13 +120,13 @@ def _set_aside(path: Path, kind: str, reason: str) -> None:
     path.rename(target)
 
 
-def set_aside_incomplete(directory: Path) -> list[Path]:
-    """Move torn checkpoints out of the way; return the complete ones."""
+def set_aside_incomplete(directory: Path) -> list[tuple[int, Path]]:
+    """Move torn checkpoints out of the way; return the complete ones with their steps."""
     complete = []
-    for _, path in checkpoints(directory):
+    for step, path in checkpoints(directory):
         reason = problem(path)
         if reason is None:
-            complete.append(path)
+            complete.append((step, path))
         else:
             _set_aside(path, "incomplete", reason)
     return complete
@@ -150,9 +150,9 @@ def resolve_resume(
         return None
     if resume == "auto":
         complete = set_aside_incomplete(directory) if main_process else complete_checkpoints(directory)
-        steps = [int(path.name.rsplit("-", 1)[1]) for path in complete]
+        steps = [step for step, _ in complete]
         common = everywhere(steps) if everywhere else steps
-        for step, path in zip(steps, complete, strict=True):
+        for step, path in complete:
             if main_process and (not common or step > common[-1]):
                 _set_aside(path, "newer", "not complete on every host")
         if not common:
@@ -181,7 +181,7 @@ def rotate(directory: Path, keep: int | None, best: str | None) -> None:
     shutil.rmtree(directory / INCOMPLETE_DIR, ignore_errors=True)
     if not keep:
         return
-    for path in complete_checkpoints(directory)[:-keep]:
+    for _, path in complete_checkpoints(directory)[:-keep]:
         if best is None or Path(best).resolve() != path.resolve():
             shutil.rmtree(path, ignore_errors=True)
             logger.info("deleted old checkpoint %s (save_total_limit=%d)", path, keep)

@@ -66,7 +66,7 @@ def test_two_hosts_resume_from_the_newest_step_complete_on_both(tmp_path: Path, 
     assert "torchrun --nnodes 2" in whole[0].stdout
     assert (whole[0].model_dir / "model.safetensors").is_file() and not list(whole[1].model_dir.iterdir())
     for job, host in zip(whole, HOSTS, strict=True):  # whole checkpoints on each host, in its own folder
-        assert [p.name for p in checkpoint.complete_checkpoints(host_checkpoints(job, host))] == [
+        assert [p.name for _, p in checkpoint.complete_checkpoints(host_checkpoints(job, host))] == [
             "checkpoint-35",
             "checkpoint-40",
         ]
@@ -85,8 +85,9 @@ def test_two_hosts_resume_from_the_newest_step_complete_on_both(tmp_path: Path, 
         kill_tree(process)
     finish(jobs, processes)
     complete = [checkpoint.complete_checkpoints(host_checkpoints(j, h)) for j, h in zip(jobs, HOSTS, strict=True)]
-    common = sorted({p.name for p in complete[0]} & {p.name for p in complete[1]}, key=lambda n: int(n[11:]))
-    assert len(common) >= 2, complete
+    steps = sorted({step for step, _ in complete[0]} & {step for step, _ in complete[1]})
+    assert len(steps) >= 2, complete
+    common = [f"checkpoint-{step}" for step in steps]
     # The second host's copy of the newest common step was cut (as a partial upload would leave it).
     newest = host_checkpoints(jobs[1], HOSTS[1]) / common[-1]
     (newest / "model.safetensors").write_bytes((newest / "model.safetensors").read_bytes()[:1000])

@@ -106,7 +106,7 @@ def kill_mid_save(process: subprocess.Popen, checkpoints: Path, timeout: float =
 
 def plant_torn(checkpoints: Path) -> None:
     """Newer than anything real: one without its state file, one with truncated weights."""
-    newest = checkpoint.complete_checkpoints(checkpoints)[-1]  # the last attempt may have left a torn one
+    _, newest = checkpoint.complete_checkpoints(checkpoints)[-1]  # the last attempt may have left a torn one
     for step, damage in ((998, "trainer_state.json"), (999, "model.safetensors")):
         torn = checkpoints / f"checkpoint-{step}"
         shutil.copytree(newest, torn)
