@@ -98,8 +98,8 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def _f1(prediction: str, gold: str) -> float:
-    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+def _f1(predicted: list[str], expected: list[str]) -> float:
+    """Token overlap F1 of two normalized answers."""
     if not predicted or not expected:
         return float(predicted == expected)
     common = sum((Counter(predicted) & Counter(expected)).values())
@@ -118,10 +118,10 @@ def squad_metrics(
     """
     scores: dict[str, list[tuple[float, float]]] = {"all": [], "HasAns": [], "NoAns": []}
     for question_id, golds in references.items():
-        prediction = predictions.get(question_id, "")
-        candidates = golds or [""]
-        exact = max(float(normalize_answer(prediction) == normalize_answer(g)) for g in candidates)
-        f1 = max(_f1(prediction, g) for g in candidates)
+        prediction = normalize_answer(predictions.get(question_id, ""))
+        candidates = [normalize_answer(g) for g in golds or [""]]
+        exact = max(float(prediction == g) for g in candidates)
+        f1 = max(_f1(prediction.split(), g.split()) for g in candidates)
         scores["all"].append((exact, f1))
         scores["HasAns" if golds else "NoAns"].append((exact, f1))
 
