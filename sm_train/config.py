@@ -223,9 +223,10 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
 
     defaults = {k: v for k, v in sagemaker_defaults(env, checkpoints).items() if k in kinds}  # 4.x lacks some
-    merged = {**defaults, **task_cls.training_defaults, **values}
-    if values.get("early_stopping_patience") not in (None, ""):
-        merged = {**defaults, **task_cls.training_defaults, **_early_stopping_defaults(values, task_cls), **values}
+    early = (
+        _early_stopping_defaults(values, task_cls) if values.get("early_stopping_patience") not in (None, "") else {}
+    )
+    merged = {**defaults, **task_cls.training_defaults, **early, **values}
     best_model = is_true(merged.get("load_best_model_at_end"))
     if task_cls.best_metric and best_model and "metric_for_best_model" not in values:
         merged["metric_for_best_model"] = task_cls.best_metric

@@ -118,12 +118,9 @@ def _scalar_token(key: str, value: Any) -> str:
 
 
 def _bool_token(key: str, value: Any) -> str:
-    if value is NO_VALUE:
+    if is_true(value):
         return "true"
-    text = str(value).strip().lower()
-    if text in TRUE_STRINGS:
-        return "true"
-    if text in FALSE_STRINGS:
+    if str(value).strip().lower() in FALSE_STRINGS:
         return "false"
     raise ConfigError(f"Hyperparameter '{key}' must be a boolean (true/false/1/0/yes/no), got {value!r}.")
 

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, Print
 
 from sm_train import __version__, cache, collective, data, outputs
 from sm_train.callbacks import CheckpointKeeper, MetricLines, SaveOrStop
-from sm_train.checkpoint import resolve_resume, saved_world_size
+from sm_train.checkpoint import STATE_FILE, resolve_resume, saved_world_size
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
 from sm_train.errors import ConfigError, DataError, Interrupted
@@ -169,7 +169,7 @@ def _explain_resume(trainer: Trainer, path: Path) -> None:
     """Say what resuming costs: batches skipped by index (accelerate's skip_first_batches, nothing re-read), and
     what a different number of processes changes."""
     args = trainer.args
-    step = json.loads((path / "trainer_state.json").read_text()).get("global_step", 0)
+    step = json.loads((path / STATE_FILE).read_text()).get("global_step", 0)
     batches = len(trainer.get_train_dataloader())
     steps_per_epoch = max(-(-batches // args.gradient_accumulation_steps), 1)  # rounded up, as Trainer does
     skipped = (step % steps_per_epoch) * args.gradient_accumulation_steps

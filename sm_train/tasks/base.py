@@ -68,6 +68,11 @@ class Task:
         return {}
 
 
+def reference_split(raw: DatasetDict) -> str:
+    """The split whose columns and labels the others must match: train, else eval."""
+    return "train" if "train" in raw else "eval"
+
+
 def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hyperparameter: str, where: str) -> str:
     """The column named by a hyperparameter, else the first default present; DataError listing the columns."""
     columns = split.column_names

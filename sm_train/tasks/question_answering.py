@@ -27,7 +27,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
-from sm_train.tasks.base import Task, capped_length, find_column, require_columns
+from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -172,18 +172,17 @@ class QuestionAnswering(Task):
                 "one. Use a model that ships tokenizer.json."
             )
         self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
-        reference = "train" if "train" in raw else "eval"
+        reference = reference_split(raw)
         for given, hyperparameter in (
             (args.question_column, "question_column"),
             (args.context_column, "context_column"),
         ):
             find_column(raw[reference], given, (), hyperparameter, reference)
         require_columns(raw, [args.question_column, args.context_column], reference)
-        for split_name, split in raw.items():
-            # Answers may be empty lists (unanswerable questions), but the column must be there.
-            find_column(split, args.answer_column, (), "answer_column", split_name)
         for split_name in list(raw):
             split = raw[split_name]
+            # Answers may be empty lists (unanswerable questions), but the column must be there.
+            find_column(split, args.answer_column, (), "answer_column", split_name)
             if "id" not in split.column_names or len(set(split["id"])) != len(split):
                 # Predictions are matched to questions by id: ids must exist and be unique.
                 if "id" in split.column_names:

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from sm_train.errors import ConfigError, DataError
-from sm_train.tasks.base import Task, find_column, require_columns
+from sm_train.tasks.base import Task, find_column, reference_split, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Summarization(Task):
     training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}
 
     def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
-        reference = "train" if "train" in raw else "eval"
+        reference = reference_split(raw)
         self.text_column, self.summary_column = self._columns(raw[reference], reference)
         require_columns(raw, (self.text_column, self.summary_column), reference)
         self.tokenizer = tokenizer

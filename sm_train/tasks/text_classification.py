@@ -18,7 +18,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import classification_metrics
-from sm_train.tasks.base import Task, capped_length, find_column, require_columns
+from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -44,37 +44,33 @@ class TextClassification(Task):
     metric_names = ("accuracy", "f1", "precision", "recall")
 
     def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
-        reference_split = "train" if "train" in raw else "eval"
-        reference = raw[reference_split]
+        where = reference_split(raw)
+        reference = raw[where]
         self.pretokenized = "input_ids" in reference.column_names
-        self.label_column = find_column(
-            reference, self.args.label_column, ("label", "labels"), "label_column", reference_split
-        )
+        self.label_column = find_column(reference, self.args.label_column, ("label", "labels"), "label_column", where)
         columns = [self.label_column]
         self.text_column = None
         if self.pretokenized:
             columns.append("input_ids")
         else:
             self.text_column = find_column(
-                reference, self.args.text_column, ("text", "sentence"), "text_column", reference_split
+                reference, self.args.text_column, ("text", "sentence"), "text_column", where
             )
             columns.append(self.text_column)
             if self.args.text_pair_column:
-                columns.append(
-                    find_column(reference, self.args.text_pair_column, (), "text_pair_column", reference_split)
-                )
-        require_columns(raw, columns, reference_split)
+                columns.append(find_column(reference, self.args.text_pair_column, (), "text_pair_column", where))
+        require_columns(raw, columns, where)
         feature = reference.features[self.label_column]
         self.string_labels = False
         if isinstance(feature, ClassLabel):
             self.label_names = list(feature.names)
             self.label2id: dict[Any, int] = {i: i for i in range(len(self.label_names))}
         else:
-            values = self._label_values(reference, reference_split)
+            values = self._label_values(reference, where)
             self.string_labels = any(isinstance(v, str) for v in values)
             self.label_names = [str(v) for v in values]
             self.label2id = {v: i for i, v in enumerate(values)}
-        if "eval" in raw and reference_split == "train":
+        if "eval" in raw and where == "train":
             eval_values = {self.label_key(v) for v in self._label_values(raw["eval"], "eval")}
             unseen = sorted(v for v in eval_values if v not in self.label2id)
             if unseen:
