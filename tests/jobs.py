@@ -147,6 +147,13 @@ def toolkit_env(root: Path) -> dict[str, str]:
     }
 
 
+def start_toolkit(job: Job) -> subprocess.Popen:
+    """The toolkit started on the tree, its output (the script's included) on one pipe."""
+    return subprocess.Popen(
+        [str(TOOLKIT)], env=toolkit_env(job.root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 def run_toolkit(job: Job, timeout: int = 600) -> Job:
     """Run the job through the real sagemaker-training toolkit with the PyTorch DLC launcher module."""
     done = subprocess.run([str(TOOLKIT)], env=toolkit_env(job.root), capture_output=True, text=True, timeout=timeout)

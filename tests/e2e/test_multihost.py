@@ -14,7 +14,7 @@ import pytest
 from sm_train import checkpoint
 from tests import tiny
 from tests.e2e.test_resume import assert_identical, new_attempt, weights
-from tests.jobs import TOOLKIT, Job, kill_tree, make_tree, toolkit_env, write_rows
+from tests.jobs import Job, kill_tree, make_tree, start_toolkit, write_rows
 
 HOSTS = ["127.0.0.1", "localhost"]  # both resolve here; the toolkit's master is hosts[0]
 HPS = {"max_steps": 40, "save_steps": 5, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
@@ -36,12 +36,7 @@ def cluster(base: Path, encoder: Path, source: Path) -> list[Job]:
 
 
 def launch(jobs: list[Job]) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen(
-            [str(TOOLKIT)], env=toolkit_env(job.root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )  # fmt: skip
-        for job in jobs
-    ]
+    return [start_toolkit(job) for job in jobs]
 
 
 def finish(jobs: list[Job], processes: list[subprocess.Popen]) -> None:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from sm_train import checkpoint
 from tests import tiny
-from tests.jobs import REPO, TOOLKIT, Job, job_env, kill_tree, make_tree, toolkit_env, write_rows
+from tests.jobs import REPO, Job, job_env, kill_tree, make_tree, start_toolkit, write_rows
 
 HPS = {"max_steps": 360, "save_steps": 3, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
        "warmup_steps": 5, "seed": 11}  # fmt: skip
@@ -37,11 +37,6 @@ def start(job: Job) -> subprocess.Popen:
         [sys.executable, "-m", "sm_train", "train"], env=job_env(job.root), cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-
-
-def start_toolkit(job: Job) -> subprocess.Popen:
-    return subprocess.Popen([str(TOOLKIT)], env=toolkit_env(job.root), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
 def finish(process: subprocess.Popen, job: Job) -> Job:
