@@ -3,7 +3,7 @@ again (SageMaker syncs the cache to S3 with the checkpoints).
 
 The key is a fingerprint of the data itself (its Arrow content, whatever file or channel it came from), the
 tokenizer's content, the model, the task and every preprocessing hyperparameter: change any of them and the old
-cache is not reused (it is deleted once the new one is complete).
+cache is not reused. Caches are kept one per key; beyond the KEEP most recently used, older ones are deleted.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ logger = logging.getLogger(__name__)
 
 CACHE_DIR = "tokenized"
 DONE = "complete.json"
+KEEP = 3  # caches kept: one per key, the most recently used (jobs with other settings may share a checkpoint dir)
 
 
-def data_fingerprint(raw: DatasetDict) -> str:
-    """A hash of the rows' content (Arrow record batches, so a selection hashes as what it selects)."""
-    digest = hashlib.blake2b(digest_size=16)
+def data_fingerprints(raw: DatasetDict) -> dict[str, str]:
+    """Per split, a hash of the rows' content (Arrow record batches, so a selection hashes as what it selects)."""
+    found = {}
     for split in sorted(raw):
-        digest.update(split.encode())
+        digest = hashlib.blake2b(digest_size=16)
         table = raw[split].with_format("arrow")[:]
         for batch in table.to_batches(max_chunksize=65536):
             digest.update(batch.serialize())
-    return digest.hexdigest()
+        found[split] = digest.hexdigest()
+    return found
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -43,9 +45,10 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.blake2b((content + json.dumps(settings)).encode(), digest_size=16).hexdigest()
 
 
-def cache_key(raw: DatasetDict, tokenizer: Any, settings: dict[str, Any]) -> str:
-    """settings: everything else preprocessing depends on (task, its arguments, model, sm_train version, ...)."""
-    parts = {"data": data_fingerprint(raw), "tokenizer": tokenizer_fingerprint(tokenizer), **settings}
+def cache_key(data: dict[str, str], tokenizer: str, settings: dict[str, Any]) -> str:
+    """data and tokenizer fingerprints; settings: everything else preprocessing depends on (task, its arguments,
+    model, sm_train version, ...)."""
+    parts = {"data": data, "tokenizer": tokenizer, **settings}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 
@@ -63,20 +66,32 @@ def load(root: Path, key: str) -> DatasetDict | None:
         logger.warning("tokenized cache %s is unreadable (%s); tokenizing again", path, e)
         return None
     splits = done["splits"]
+    (path / DONE).touch()  # recently used: kept by _prune
     logger.info("loaded the tokenized data (%s) from the cache %s: no tokenization", ", ".join(splits), path)
     return cached
 
 
 def save(root: Path, key: str, datasets: dict[str, Dataset]) -> None:
     """Write in place and mark complete last (no folder rename: SageMaker's checkpoint sync uploads files as they are
-    written), then delete caches with other keys."""
+    written), then prune."""
     final = root / CACHE_DIR / key
     shutil.rmtree(final, ignore_errors=True)  # an earlier attempt's cut-off write
     for split, dataset in datasets.items():
         dataset.save_to_disk(str(final / split))
     write_atomically(final / DONE, {"splits": sorted(datasets), "files": file_sizes(final)})
-    for stale in (root / CACHE_DIR).iterdir():
-        if stale.name != key:
-            shutil.rmtree(stale, ignore_errors=True)
-            logger.info("deleted the stale tokenized cache %s", stale)
     logger.info("tokenized data cached in %s for restarts", final)
+    _prune(root / CACHE_DIR)
+
+
+def _prune(directory: Path) -> None:
+    """Drop unfinished caches and keep the KEEP most recently used. One job writes a checkpoint dir at a time
+    (claim.py), so a cache without its mark is an abandoned write, not one in progress, and no other running job
+    reads the caches deleted here."""
+    done = sorted(
+        (p for p in directory.iterdir() if (p / DONE).is_file()),
+        key=lambda p: (p / DONE).stat().st_mtime,
+        reverse=True,
+    )
+    for old in [p for p in directory.iterdir() if p not in done] + done[KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
+        logger.info("deleted the tokenized cache %s (unfinished, or beyond the %d most recently used)", old, KEEP)

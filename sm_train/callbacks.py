@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ class CheckpointKeeper(TrainerCallback):
 
     SECRET_FIELDS = ("hub_token", "push_to_hub_token")
 
-    def __init__(self, keep: int | None) -> None:
+    def __init__(self, keep: int | None, run: dict[str, Any] | None = None) -> None:
         self.keep = keep
+        self.run = run  # trajectory.identity, recorded in each checkpoint's manifest
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
@@ -80,7 +82,7 @@ class CheckpointKeeper(TrainerCallback):
                 for name in secrets:
                     setattr(redacted, name, None)
                 torch.save(redacted, path / "training_args.bin")
-            checkpoint.write_manifest(path, world_size=args.world_size)
+            checkpoint.write_manifest(path, world_size=args.world_size, run=self.run)
         collective.wait_for_all()  # marked on every host before any host deletes an older checkpoint
         if args.should_save:
             checkpoint.rotate(Path(args.output_dir), self.keep, state.best_model_checkpoint)
@@ -97,6 +99,22 @@ def _write_missing_weights(args: TrainingArguments, model: Any, path: Path) -> N
     model.config.to_json_file(str(path / "config.json"))
 
 
+class TrainingDone(Exception):
+    """The checkpoint resumed from is the run's last step: there is nothing left to train."""
+
+
+class NoStepPastTheEnd(TrainerCallback):
+    """A restart from the final checkpoint (killed during the final evaluation or save) would otherwise train one
+    step more: Trainer runs a step before it checks max_steps. Raised after Trainer loaded the checkpoint's weights
+    and state, before any step."""
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step >= state.max_steps > 0:
+            raise TrainingDone
+
+
 class SaveOrStop(TrainerCallback):
     """Checkpoints Trainer's schedule does not make, decided at the end of each step:
 
@@ -111,8 +129,12 @@ class SaveOrStop(TrainerCallback):
     or stopping alone would hang the next collective operation).
     """
 
-    def __init__(self, grace: float, save_every_minutes: float | None = None) -> None:
+    def __init__(
+        self, grace: float, save_every_minutes: float | None = None, on_give_up: Callable[[str], None] | None = None
+    ) -> None:
         self.grace = grace
+        self.on_give_up = on_give_up  # writes the failure file before the process exits
+        self.step = 0  # the last step that ended
         self.seconds = save_every_minutes * 60 if save_every_minutes else None
         self.last_save = time.monotonic()
         self.received: int | None = None  # the signal this process received
@@ -142,12 +164,21 @@ class SaveOrStop(TrainerCallback):
         timer.start()
 
     def _give_up(self) -> None:
-        logger.error("not done within %.0f s of the signal: exiting now", self.grace)
-        os._exit(128 + (self.received or signal.SIGTERM))
+        signum = self.received or signal.SIGTERM
+        reason = (
+            f"Stopped by {signal.Signals(signum).name} after step {self.step}: saving and stopping did not finish "
+            f"within sigterm_grace_seconds={self.grace:g}. A checkpoint cut off then is set aside on restart; the "
+            "restarted job resumes from the newest complete checkpoint in the checkpoint dir."
+        )
+        logger.error(reason)
+        if self.on_give_up is not None:
+            self.on_give_up(reason)
+        os._exit(128 + signum)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self.step = state.global_step
         due = self.seconds is not None and time.monotonic() - self.last_save >= self.seconds
         stop, due = collective.any_process([self.received is not None, due], args.device)
         if stop:

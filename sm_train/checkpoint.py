@@ -19,6 +19,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sm_train.errors import ConfigError
 
@@ -28,6 +29,7 @@ CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 STATE_FILE = "trainer_state.json"
 MANIFEST = "sm_train_checkpoint.json"
 INCOMPLETE_DIR = "incomplete"  # where torn checkpoints are moved aside (not named checkpoint-*)
+SUPERSEDED_DIR = "superseded"  # where resume=never moves an earlier run's checkpoints (kept, never deleted)
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt")
 
@@ -83,18 +85,20 @@ def write_atomically(path: Path, content: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_manifest(path: Path, world_size: int = 1) -> None:
-    """Mark a checkpoint complete: every file and its size, written atomically after all of them."""
+def write_manifest(path: Path, world_size: int = 1, run: dict | None = None) -> None:
+    """Mark a checkpoint complete: every file and its size, written atomically after all of them, and the settings
+    that decide the run's trajectory (trajectory.identity)."""
     files = file_sizes(path)
     files.pop(MANIFEST, None)
-    write_atomically(path / MANIFEST, {"files": files, "world_size": world_size, "written": time.time()})
+    manifest = {"files": files, "world_size": world_size, "written": time.time(), "run": run}
+    write_atomically(path / MANIFEST, manifest)
 
 
-def saved_world_size(path: Path) -> int | None:
+def manifest(path: Path) -> dict:
     try:
-        return json.loads((path / MANIFEST).read_text()).get("world_size")
+        return json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
 
 
 def checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -112,9 +116,9 @@ def complete_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return [(step, path) for step, path in checkpoints(directory) if problem(path) is None]
 
 
-def _set_aside(path: Path, kind: str, reason: str) -> None:
-    """Out of the way (Trainer would otherwise write into it), kept until the next good save."""
-    target = path.parent / INCOMPLETE_DIR / f"{path.name}-{int(time.time())}"
+def _set_aside(path: Path, kind: str, reason: str, folder: str = INCOMPLETE_DIR) -> None:
+    """Out of the way (Trainer would otherwise write into it); `incomplete` is emptied at the next good save."""
+    target = path.parent / folder / f"{path.name}-{int(time.time())}"
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.warning("skipping %s checkpoint %s (%s); moved to %s", kind, path, reason, target)
     path.rename(target)
@@ -132,44 +136,106 @@ def set_aside_incomplete(directory: Path) -> list[tuple[int, Path]]:
     return complete
 
 
+def short_error(error: BaseException) -> str:
+    """The error's type and first sentence: torch's unpickling errors go on to advise weights_only=False, which a
+    job must never do with files restored from S3."""
+    first = str(error).strip().split("\n")[0].split(". ")[0]
+    return f"{type(error).__name__}: {first[:200]}"
+
+
+def _weights_problem(weights: Path, model: Any) -> str | None:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        saved = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+    shared = saved.keys() & expected.keys()
+    wrong = sorted(name for name in shared if saved[name] != expected[name])
+    if wrong:
+        return f"its weights belong to another model ({wrong[0]}: {saved[wrong[0]]} here, {expected[wrong[0]]} in it)"
+    if len(shared) < len(saved) / 2:
+        return f"its weights belong to another model ({len(saved) - len(shared)} of {len(saved)} tensors unknown)"
+    return None
+
+
+def load_problem(path: Path, model: Any) -> str | None:
+    """Why Trainer could not load this complete checkpoint into `model`, checked with pickle-safe loads only: the
+    weights' names and shapes against the model's, the optimizer and scheduler as torch archives (memory-mapped)."""
+    import torch
+
+    weights = path / "model.safetensors"
+    for name in ("model.safetensors", *TRAINING_STATE):
+        try:
+            if name in TRAINING_STATE:
+                torch.load(path / name, map_location="cpu", weights_only=True, mmap=True)
+            elif weights.is_file() and model is not None and (wrong := _weights_problem(weights, model)):
+                return wrong
+        except Exception as e:  # noqa: BLE001 - any failure to load here is one Trainer would hit
+            return f"{name} does not load ({short_error(e)})"
+    return None
+
+
+def supersede(directory: Path) -> None:
+    """resume=never: an earlier run's checkpoints are moved aside (kept; delete them yourself when done)."""
+    for _, path in checkpoints(directory):
+        _set_aside(path, "earlier run's", "resume=never", SUPERSEDED_DIR)
+
+
 def resolve_resume(
     resume: str,
     directory: Path,
     *,
     main_process: bool = True,
     everywhere: Callable[[list[int]], list[int]] | None = None,
+    usable: Callable[[Path], str | None] | None = None,
 ) -> str | None:
-    """`auto` -> the newest complete checkpoint or None (a fresh start, said quietly); `never` -> None;
-    anything else must be a complete checkpoint.
+    """`auto` -> the newest complete and loadable checkpoint or None (a fresh start, said quietly); `never` -> None,
+    an earlier run's checkpoints moved aside; anything else must be a complete and loadable checkpoint.
 
-    `everywhere` narrows the complete steps to those complete on every process: with several hosts each keeps its
-    own copy, and a spot loss can cut one host's newest. Newer ones are then set aside: training redoes those steps
-    and writes them again.
+    `everywhere` narrows the steps to those complete on every process: with several hosts each keeps its own copy,
+    and a spot loss can cut one host's newest. Newer ones are then set aside: training redoes those steps and
+    writes them again. `usable` says why a complete checkpoint does not load (checked on the main process); such a
+    checkpoint is set aside like a torn one and the next older one is tried. All processes take the same turns
+    through the loop (each turn is one `everywhere` call), so they agree on the step.
     """
     if resume == "never":
+        if main_process:
+            supersede(directory)
         return None
-    if resume == "auto":
-        complete = set_aside_incomplete(directory) if main_process else complete_checkpoints(directory)
-        steps = [step for step, _ in complete]
+    if resume != "auto":
+        path = Path(resume)
+        reason = problem(path) if path.is_dir() else "it does not exist"
+        reason = reason or (usable(path) if usable else None)
+        if reason:
+            raise ConfigError(
+                f"resume={resume!r} is not a usable checkpoint: {reason}. Use auto, never or a checkpoint-N path."
+            )
+        logger.info("resuming from %s", path)
+        return str(path)
+    complete = dict(set_aside_incomplete(directory) if main_process else complete_checkpoints(directory))
+    steps, checked = sorted(complete), set()
+    while True:
         common = everywhere(steps) if everywhere else steps
-        for step, path in complete:
-            if main_process and (not common or step > common[-1]):
-                _set_aside(path, "newer", "not complete on every host")
-        if not common:
-            if steps:
-                logger.warning("no checkpoint is complete on every host (here: %s): starting afresh", steps)
-            return None
-        chosen = directory / f"checkpoint-{common[-1]}"
-        logger.info("resuming from %s", chosen)
-        return str(chosen)
-    path = Path(resume)
-    reason = problem(path) if path.is_dir() else "it does not exist"
-    if reason:
-        raise ConfigError(
-            f"resume={resume!r} is not a usable checkpoint: {reason}. Use auto, never or a checkpoint-N path."
-        )
-    logger.info("resuming from %s", path)
-    return str(path)
+        chosen = common[-1] if common else None
+        if chosen is None or chosen in checked:
+            break
+        checked.add(chosen)
+        reason = usable(complete[chosen]) if usable and main_process else None
+        if reason:
+            _set_aside(complete[chosen], "unloadable", reason)
+            steps.remove(chosen)
+            logger.warning("resuming from the next older complete checkpoint instead, if there is one")
+    for step, path in complete.items():
+        if main_process and path.exists() and (chosen is None or step > chosen):
+            _set_aside(path, "newer", "not complete on every host")
+    if chosen is None:
+        if complete:
+            logger.warning(
+                "no usable checkpoint is complete on every host (here: %s): starting afresh", sorted(complete)
+            )
+        return None
+    logger.info("resuming from %s", complete[chosen])
+    return str(complete[chosen])
 
 
 def rotate(directory: Path, keep: int | None, best: str | None) -> None:

@@ -87,6 +87,13 @@ class JobArgs:
         default="auto",
         metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
     )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Load a custom model whose config.json names Python code (auto_map): runs that code from the "
+            "model repository or directory. Only for code you trust."
+        },
+    )
 
 
 @dataclass
@@ -105,7 +112,21 @@ class Config:
 
 
 class _Parser(HfArgumentParser):
-    """HfArgumentParser whose errors become ConfigError instead of SystemExit(2)."""
+    """HfArgumentParser over the tokens dialects.render() builds: errors become ConfigError instead of
+    SystemExit(2), and only `--<field>` tokens are options, so every value reaches its field (#8 item 9)."""
+
+    def __init__(self, dataclass_types: Iterable[type], **kwargs: Any) -> None:
+        # No -h/--help (a value "-h" would print help and exit 0), no abbreviations (a value is never an option).
+        super().__init__(dataclass_types, add_help=False, allow_abbrev=False, **kwargs)
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        """argparse takes any token starting with '-' that is not a plain negative number for an option, so
+        learning_rate=-5e-05 and run_name=-exp-1 failed with "expected one argument". Here a token is an option
+        only when it names one of our fields; None means "a value" in Python 3.10 to 3.13 alike."""
+        name = arg_string.split("=", 1)[0]
+        if name.startswith("--") and name in self._option_string_actions:
+            return super()._parse_optional(arg_string)
+        return None
 
     def error(self, message: str) -> NoReturn:
         field_error = re.match(r"argument --(\w+)[^:]*: (.*)", message, re.DOTALL)
@@ -291,6 +312,68 @@ def _validate(job: JobArgs, args: TrainingArguments) -> None:
         raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")
     if args.learning_rate < 0:
         raise ConfigError(f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.")
+    _check_report_to(args.report_to)
+    if args.push_to_hub:
+        _check_push_to_hub(args)
+
+
+# report_to names whose availability check (transformers.integrations) or pip package is not named after them.
+_INTEGRATIONS = {
+    "azure_ml": ("is_azureml_available", "azureml-core"),
+    "comet_ml": ("is_comet_available", "comet-ml"),
+    "flyte": ("is_flytekit_available", "flytekit"),
+}
+
+
+def _check_report_to(report_to: Iterable[str] | None) -> None:
+    """An integration whose package is missing fails when Trainer is built, after the model loaded (#8 item 11)."""
+    from transformers.integrations import integration_utils
+
+    supported = integration_utils.INTEGRATION_TO_CALLBACK
+    for name in report_to or ():
+        if name not in supported:
+            raise ConfigError(
+                f"report_to={name!r} is not an integration transformers knows; use none, all or some of: "
+                f"{', '.join(supported)}."
+            )
+        check, package = _INTEGRATIONS.get(name, (f"is_{name}_available", name))
+        available = getattr(integration_utils, check, None)  # the check the integration's callback makes
+        if available is not None and not available():
+            raise ConfigError(
+                f"report_to={name} needs the {package} package, which is not installed: add {package} to "
+                f"requirements.txt in source_dir (the job installs it before training), or leave {name} out of "
+                "report_to."
+            )
+
+
+def _check_push_to_hub(args: TrainingArguments) -> None:
+    """push_to_hub fails only when Trainer is built or, worse, at the final save: a whole run lost for a missing
+    setting. Everything that can be known without the network is checked here (#8 item 11)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(
+            "push_to_hub=true, but the Hugging Face Hub is switched off in this job (HF_HUB_OFFLINE or "
+            "TRANSFORMERS_OFFLINE is set): remove that environment variable, or set push_to_hub=false and "
+            "publish the model from the model.tar.gz."
+        )
+    if not args.hub_model_id:
+        # Without it transformers names the repository after output_dir, which sm_train points at the checkpoint
+        # dir: every job would push to a repository called "checkpoints".
+        raise ConfigError(
+            "push_to_hub=true needs hub_model_id, the repository to push to (e.g. 'your-name/your-model')."
+        )
+    try:
+        token = args.hub_token or huggingface_hub.get_token()
+    except Exception:  # noqa: BLE001 - a token source that fails (OIDC exchange) is reported by the push itself
+        return
+    if not token:
+        raise ConfigError(
+            "push_to_hub=true needs a Hugging Face token with write access, and the job has none: set HF_TOKEN in "
+            "the estimator's environment (or pass hub_token, which sm_train keeps out of logs), or set "
+            "push_to_hub=false."
+        )
 
 
 def load(env: SageMakerEnv, argv: Sequence[str]) -> Config:

@@ -68,25 +68,39 @@ def _is_number(token: str) -> bool:
 
 
 def _as_list(key: str, value: Any) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    text = str(value).strip()
-    if text.startswith("["):
+    how = 'pass a JSON list such as ["a", "b"]'
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        text = value.strip()
         # JSON, or the toolkit's Python repr of a list: "['a', 'b']".
         for loads in (json.loads, ast.literal_eval):
             try:
-                parsed = loads(text)
+                value = loads(text)
+                break
             except (ValueError, SyntaxError):
                 continue
-            if isinstance(parsed, list):
-                return parsed
-        raise ConfigError(f'Hyperparameter \'{key}\': {text!r} is not a list; pass a JSON list such as ["a", "b"].')
-    return [part.strip() for part in text.split(",") if part.strip()]
+        else:
+            raise ConfigError(f"Hyperparameter '{key}': {text!r} is not a list; {how}.")
+    elif not isinstance(value, list | tuple | dict):
+        return [part.strip() for part in str(value).split(",") if part.strip()]
+    # A dict would otherwise become one string item ("{'labels': 1}"): label_names would then name no column and
+    # evaluation would report neither loss nor metrics (#8).
+    if not isinstance(value, list | tuple):
+        kind = "a JSON object" if isinstance(value, dict) else f"a single {type(value).__name__}"
+        raise ConfigError(f"Hyperparameter '{key}' takes a list, got {kind}; {how}.")
+    if any(isinstance(item, list | tuple | dict) for item in value):
+        raise ConfigError(f"Hyperparameter '{key}' takes a flat list of values, got nested lists or objects; {how}.")
+    return list(value)
 
 
 def _as_dict_token(key: str, value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value)
+    # A list would otherwise pass on as its repr and be read as a file name.
+    if isinstance(value, list | tuple) or (isinstance(value, str) and value.strip().startswith("[")):
+        raise ConfigError(
+            f"Hyperparameter '{key}' takes a JSON object (or the path of a JSON file), got a list; pass a JSON "
+            'object such as {"name": 1}.'
+        )
     text = str(value).strip()
     if text.startswith("{"):
         try:

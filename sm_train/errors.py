@@ -1,5 +1,15 @@
 """Errors the user can fix. Their message is the failure reason: what is wrong, where, and how to fix it."""
 
+from __future__ import annotations
+
+import contextlib
+import errno
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 
 class UserError(Exception):
     """A problem with the job's input (hyperparameters, data, model path) rather than a bug."""
@@ -13,9 +23,72 @@ class DataError(UserError):
     """A channel, file, column or label is missing or malformed."""
 
 
-class Interrupted(Exception):
-    """Training stopped on a signal after saving a checkpoint; the exit code is 128 + the signal number."""
+class Interrupted(BaseException):  # like KeyboardInterrupt: no library "except Exception" swallows it
+    """The job stopped on a signal (after saving a checkpoint, when training had begun); the exit code is 128 + the
+    signal number."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def interrupt_on_signal(state: Callable[[], str]) -> Iterator[None]:
+    """Until training runs (callbacks.SaveOrStop then saves first): SIGTERM/SIGINT stop the job at once, with a
+    failure reason ending in `state()`, what was and was not saved."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Interrupted(f"Stopped by {signal.Signals(signum).name} {state()}", signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# How a full disk surfaces: OSError errno 28 (ENOSPC), or only as text in the wrappers of torch's zip writer
+# ("[enforce fail at inline_container.cc:...] . unexpected pos", "file write failed") and safetensors ("os error 28").
+DISK_FULL_SIGNS = ("No space left on device", "os error 28", "Errno 28", "unexpected pos", "file write failed")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """errno 28 anywhere in the exception chain, or a wrapper's text that says so."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if any(sign in str(current) for sign in DISK_FULL_SIGNS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def disk_full_reason(error: BaseException, directories: dict[str, Path]) -> str | None:
+    """What filled up and what to do, when `error` is a full disk. `directories`: what the job writes, by role."""
+    if not is_disk_full(error):
+        return None
+    space = {}
+    for what, path in directories.items():
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None:
+            space[what] = (path, shutil.disk_usage(existing))
+    if not space:
+        return "Disk full (No space left on device). Raise the job's volume_size or lower save_total_limit."
+    what, (path, usage) = min(space.items(), key=lambda item: item[1][1].free)
+    return (
+        f"Disk full: {what} {path} has {_size(usage.free)} free of {_size(usage.total)} ({type(error).__name__}). "
+        "Raise the job's volume_size (the estimator's volume_size, in GB; the model and checkpoint dirs are on that "
+        "volume), or lower save_total_limit to keep fewer checkpoints."
+    )
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return f"{count} B"

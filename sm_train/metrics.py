@@ -32,7 +32,8 @@ TRAIN_RESULT_NAMES = (
     "train_steps_per_second",
     "total_flos",
 )
-EVAL_RESULT_NAMES = ("loss", "runtime", "samples_per_second", "steps_per_second")
+# model_preparation_time: an evaluation without training first (do_train=false) also times wrapping the model.
+EVAL_RESULT_NAMES = ("loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 
 
 def format_value(value: Any) -> str | None:

@@ -32,6 +32,19 @@ def versions() -> dict[str, str]:
     return found
 
 
+MAX_FAILURE_CHARS = 1024  # SageMaker shows the first 1024 characters as FailureReason
+
+
+def write_failure(output_dir: Path, reason: str) -> None:
+    """Write the failure file unless one exists: the first error (of any rank) is the one that matters."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(output_dir / "failure", "x", encoding="utf-8") as f:
+            f.write(reason[:MAX_FAILURE_CHARS])
+    except FileExistsError:
+        pass
+
+
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
@@ -69,11 +82,15 @@ def make_deployable(model_dir: Path, model_input_names: list[str]) -> None:
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def resolved_config(cfg: Any, task_facts: Mapping[str, Any], env: Any) -> dict[str, Any]:
-    """Everything this job ran with: hyperparameters as given, as parsed, the environment and package versions."""
+def resolved_config(
+    cfg: Any, task_facts: Mapping[str, Any], env: Any, resumed_from: str | None = None
+) -> dict[str, Any]:
+    """Everything this job ran with: hyperparameters as given, as parsed, the environment and package versions, and
+    the checkpoint an earlier attempt of the same run left (resuming requires the same settings: trajectory.py)."""
     training = redact_mapping(cfg.training_args.to_dict())
     return {
         "task": cfg.task_cls.name,
+        "resumed_from": resumed_from,
         "hyperparameters": cfg.redacted(),
         "hyperparameters_source": env.hyperparameters_source,
         "job": redact_mapping(dataclasses.asdict(cfg.job)),
@@ -91,6 +108,32 @@ def resolved_config(cfg: Any, task_facts: Mapping[str, Any], env: Any) -> dict[s
         },
         "versions": versions(),
     }
+
+
+def write_all(
+    cfg: Any,
+    env: Any,
+    task_facts: Mapping[str, Any],
+    model_name: str,
+    sizes: Mapping[str, int],
+    train: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    resumed_from: str | None,
+) -> None:
+    """Results, the resolved configuration and the model card (rank 0, after the model is saved)."""
+    write_results((env.model_dir, env.output_data_dir), train, evaluation)
+    write_json(env.output_data_dir / "sm_train_config.json", resolved_config(cfg, task_facts, env, resumed_from))
+    card = model_card(
+        task=cfg.task_cls.name,
+        base_model=model_name,
+        sizes=sizes,
+        hyperparameters=cfg.hyperparameters,
+        train=train,
+        evaluation=evaluation,
+        task_facts=task_facts,
+    )
+    (env.model_dir / "README.md").write_text(card, encoding="utf-8")
+    logger.info("model saved to %s", env.model_dir)
 
 
 def _table(rows: Mapping[str, Any], header: tuple[str, str]) -> str:

@@ -11,12 +11,18 @@ from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
-from sm_train import __version__, cache, collective, data, outputs
-from sm_train.callbacks import CheckpointKeeper, MetricLines, SaveOrStop
-from sm_train.checkpoint import STATE_FILE, resolve_resume, saved_world_size
+from sm_train import __version__, cache, claim, collective, data, outputs, trajectory
+from sm_train.callbacks import (
+    CheckpointKeeper,
+    MetricLines,
+    NoStepPastTheEnd,
+    SaveOrStop,
+    TrainingDone,
+)
+from sm_train.checkpoint import STATE_FILE, complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
-from sm_train.errors import ConfigError, DataError, Interrupted
+from sm_train.errors import ConfigError, DataError, Interrupted, interrupt_on_signal
 from sm_train.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -42,21 +48,74 @@ def check_model_path(name: str | None) -> str:
     return name
 
 
-def _load(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
+def _load(loader: Any, name: str, what: str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """loader.from_pretrained with a reason for the user's problems. trust_remote_code is always explicit: left
+    unset, transformers asks on stdin whether to run a model's code, and a job has no one to answer."""
     try:
-        return loader.from_pretrained(name, **kwargs)
+        return loader.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
     except OSError as e:
         raise ConfigError(
             f"Could not load the {what} from model_name_or_path={name!r}: {e}. Use a local path, a 'model' channel, "
             "or a Hub id the job can reach."
         ) from e
+    except ValueError as e:
+        # The same problems _load_tokenizer finds in a local config.json, for a Hub id (#8 item 11).
+        message = str(e)
+        if "trust_remote_code" in message:
+            raise _custom_code_error(name, "ships its own Python code to load it") from e
+        if "does not recognize this architecture" in message or "Unrecognized configuration class" in message:
+            raise ConfigError(
+                f"Cannot build the {what} from model_name_or_path={name!r}: {message.splitlines()[0]} Use a model "
+                "of an architecture the installed transformers supports for this task, or a transformers version "
+                "that knows it (requirements.txt in source_dir)."
+            ) from e
+        raise
 
 
-def _load_tokenizer(model_name: str) -> Any:
+def _custom_code_error(name: str, detail: str) -> ConfigError:
+    return ConfigError(
+        f"model_name_or_path={name!r} is a custom model: it {detail}, which loading it runs. Set "
+        "trust_remote_code=true if you trust that code."
+    )
+
+
+def _load_tokenizer(model_name: str, trust_remote_code: bool = False) -> Any:
     """The tokenizer, with its length limit made real: many checkpoints leave model_max_length unset (1e30), and
-    windows longer than the model's position embeddings crash inside the model instead of being truncated."""
-    tokenizer = _load(AutoTokenizer, model_name, "tokenizer")
-    config = _load(AutoConfig, model_name, "config")
+    windows longer than the model's position embeddings crash inside the model instead of being truncated.
+
+    A local model's architecture is checked first, before anything loads (#8 item 11)."""
+    from transformers import __version__ as transformers_version
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    saved_path = Path(model_name).expanduser() / "config.json"
+    try:
+        saved = json.loads(saved_path.read_text()) if saved_path.is_file() else {}
+    except ValueError as e:
+        raise ConfigError(
+            f"{saved_path} is not valid JSON ({e}); point model_name_or_path at a directory written by "
+            "save_pretrained."
+        ) from e
+    model_type, auto_map = saved.get("model_type"), saved.get("auto_map")
+    if isinstance(model_type, str) and model_type not in CONFIG_MAPPING:
+        if auto_map and not trust_remote_code:
+            # auto_map values: "module.Class", "repo--module.Class", or a [slow, fast] pair of them.
+            refs = [
+                ref for value in dict(auto_map).values() for ref in (value if isinstance(value, list) else [value])
+            ]
+            modules = sorted({str(ref).split("--")[-1].split(".")[0] + ".py" for ref in refs if ref})
+            detail = (
+                f"has model_type {model_type!r}, and its config.json names Python code for it ({', '.join(modules)})"
+            )
+            raise _custom_code_error(model_name, detail)
+        if not auto_map:
+            raise ConfigError(
+                f"model_name_or_path={model_name!r} has model_type {model_type!r}, which transformers "
+                f"{transformers_version} does not know, and its config.json names no code to load it with "
+                "(auto_map). Use a model of a supported architecture, or a transformers version that knows it "
+                "(requirements.txt in source_dir)."
+            )
+    config = _load(AutoConfig, model_name, "config", trust_remote_code=trust_remote_code)
+    tokenizer = _load(AutoTokenizer, model_name, "tokenizer", trust_remote_code=trust_remote_code)
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and tokenizer.model_max_length > positions:
         # RoBERTa-style position ids start after the padding index: two fewer usable positions.
@@ -95,7 +154,9 @@ def _splits(cfg: Config, env: SageMakerEnv) -> Any:
     return raw
 
 
-def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any]) -> Trainer:
+def build_trainer(
+    cfg: Config, env: SageMakerEnv, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any], run: Any
+) -> Trainer:
     # sm_train rotates checkpoints itself, after marking the newest complete (callbacks.CheckpointKeeper).
     keep, cfg.training_args.save_total_limit = cfg.training_args.save_total_limit, None
     trainer = task.trainer_class(
@@ -109,8 +170,13 @@ def build_trainer(cfg: Config, task: Task, model: Any, tokenizer: Any, datasets:
         preprocess_logits_for_metrics=task.preprocess_logits,
         callbacks=[
             MetricLines(),
-            CheckpointKeeper(keep),
-            SaveOrStop(cfg.job.sigterm_grace_seconds, cfg.job.save_every_minutes),
+            CheckpointKeeper(keep, run),
+            NoStepPastTheEnd(),
+            SaveOrStop(
+                cfg.job.sigterm_grace_seconds,
+                cfg.job.save_every_minutes,
+                lambda reason: outputs.write_failure(env.output_dir, reason),
+            ),
         ],
     )
     if cfg.job.early_stopping_patience:
@@ -137,7 +203,9 @@ def _saves_checkpoints(cfg: Config) -> bool:
     return cfg.training_args.save_strategy != "no" or bool(cfg.job.save_every_minutes)
 
 
-def _preprocess(cfg: Config, env: SageMakerEnv, task: Task, raw: Any, tokenizer: Any, model: Any) -> dict[str, Any]:
+def _preprocess(
+    cfg: Config, env: SageMakerEnv, task: Task, raw: Any, tokenizer: Any, model: Any, fingerprints: dict[str, str]
+) -> dict[str, Any]:
     """Model inputs per split, from the checkpoint dir's cache when a previous attempt already made them."""
     args = cfg.training_args
     root = Path(args.output_dir)
@@ -149,7 +217,7 @@ def _preprocess(cfg: Config, env: SageMakerEnv, task: Task, raw: Any, tokenizer:
             "model_type": model.config.model_type,
             "sm_train": __version__,
         }
-        key = cache.cache_key(raw, tokenizer, settings)
+        key = cache.cache_key(fingerprints, cache.tokenizer_fingerprint(tokenizer), settings)
     cached = cache.load(root, key) if key else None
     if cached is not None and set(cached) == set(raw):
         datasets = dict(cached)
@@ -179,7 +247,7 @@ def _explain_resume(trainer: Trainer, path: Path) -> None:
         step // steps_per_epoch,
         skipped,
     )
-    saved = saved_world_size(path)
+    saved = manifest(path).get("world_size")
     if saved is not None and saved != args.world_size:
         logger.warning(
             "the checkpoint was written by %d processes and this job runs %d: steps are recomputed, the data order "
@@ -189,11 +257,18 @@ def _explain_resume(trainer: Trainer, path: Path) -> None:
         )
 
 
-def _train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> Any:
-    """trainer.train; raises Interrupted when a signal stopped it before its last step (after saving)."""
+def _train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> dict[str, Any]:
+    """trainer.train's metrics; raises Interrupted when a signal stopped it before its last step (after saving)."""
     if resume:
         _explain_resume(trainer, Path(resume))
-    output = trainer.train(resume_from_checkpoint=resume)
+    try:
+        metrics = trainer.train(resume_from_checkpoint=resume).metrics
+    except TrainingDone:
+        state = trainer.state
+        logger.info("%s is the last step (%d): no step left to train", resume, state.max_steps)
+        if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+            trainer._load_best_model()  # as Trainer ends a run; pylint: disable=protected-access
+        return {"epoch": state.epoch, "total_flos": state.total_flos}
     step = trainer.state.global_step
     if stopper.stopped_at is not None and step < trainer.state.max_steps:
         signum = stopper.received or signal.SIGTERM  # or another process received it
@@ -202,43 +277,86 @@ def _train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> Any:
             f"{trainer.args.output_dir}; a restarted job with the same checkpoint dir resumes from it.",
             signum,
         )
-    return output
+    return metrics
+
+
+def _claim(cfg: Config, env: SageMakerEnv, directory: Path) -> None:
+    """A training job's checkpoint dir is held by this job alone."""
+    if env.local_rank == 0:
+        claim.claim(directory, env)
+    if env.in_sagemaker and not env.checkpoints_synced and _saves_checkpoints(cfg):
+        logger.warning(
+            "checkpoints go to %s but SageMaker is not syncing them (no checkpoint_s3_uri on the estimator): "
+            "an interrupted job cannot resume from them",
+            directory,
+        )
+
+
+def _nothing_trained(directory: Path) -> str:
+    """The failure reason of a signal before training: what the checkpoint dir holds for the restart."""
+    found = complete_checkpoints(directory)
+    kept = (
+        f"{found[-1][1].name} from an earlier attempt is kept in {directory} and a restarted job resumes from it"
+        if found
+        else "no checkpoint exists yet, so a restarted job starts from the beginning"
+    )
+    return f"before training started (while loading or preprocessing): this attempt trained and saved nothing; {kept}."
+
+
+def _run_identity(cfg: Config, task: Task, model_name: str, tokenizer: Any, fingerprints: dict[str, str]) -> Any:
+    """What a checkpoint records of this run, and a resumed one must match (trajectory.py). The evaluation data
+    counts when evaluations pick the final model."""
+    picks = cfg.training_args.load_best_model_at_end
+    data = {split: fingerprint for split, fingerprint in fingerprints.items() if split == "train" or picks}
+    tokens = cache.tokenizer_fingerprint(tokenizer)
+    return trajectory.identity(cfg, trajectory.model_fingerprint(model_name), tokens, data, task.card())
+
+
+def _resume_point(cfg: Config, env: SageMakerEnv, directory: Path, run: Any, model: Any) -> str | None:
+    """The checkpoint to resume from: complete, loadable into this model, and made by this same run."""
+    resume = resolve_resume(
+        cfg.job.resume,
+        directory,
+        main_process=env.local_rank == 0,
+        everywhere=collective.common_steps,
+        usable=lambda path: load_problem(path, model),
+    )
+    if resume:
+        trajectory.check_same_run(Path(resume), manifest(Path(resume)).get("run"), run)
+    return resume
 
 
 def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     """Train and/or evaluate, then save the model dir. Returns all results."""
     args = cfg.training_args
     model_name = check_model_path(cfg.job.model_name_or_path)
-    raw = _splits(cfg, env)
-    resume = None
-    if "train" in raw:
-        resume = resolve_resume(
-            cfg.job.resume, Path(args.output_dir), main_process=env.local_rank == 0, everywhere=collective.common_steps
-        )
-        if env.in_sagemaker and not env.checkpoints_synced and _saves_checkpoints(cfg):
-            logger.warning(
-                "checkpoints go to %s but SageMaker is not syncing them (no checkpoint_s3_uri on the estimator): "
-                "an interrupted job cannot resume from them",
-                args.output_dir,
-            )
-    tokenizer = _load_tokenizer(model_name)
-    task = cfg.task_cls(cfg.task_args)
-    task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
+    directory = Path(args.output_dir)
+    claim.check_placement(directory, env)
+    with interrupt_on_signal(lambda: _nothing_trained(directory)):
+        raw = _splits(cfg, env)
+        training = "train" in raw
+        if training:
+            _claim(cfg, env, directory)
+        tokenizer = _load_tokenizer(model_name)
+        task = cfg.task_cls(cfg.task_args)
+        task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
+        fingerprints = cache.data_fingerprints(raw) if training else {}
+        run_id = _run_identity(cfg, task, model_name, tokenizer, fingerprints) if training else None
 
-    set_seed(args.seed)
-    model = _load(task.model_class, model_name, "model", **task.model_kwargs())
-    task.configure(model, tokenizer, args)
-    with args.main_process_first(desc="preprocessing"):
-        datasets = _preprocess(cfg, env, task, raw, tokenizer, model)
-    trainer = build_trainer(cfg, task, model, tokenizer, datasets)
+        set_seed(args.seed)
+        model = _load(task.model_class, model_name, "model", **task.model_kwargs())
+        task.configure(model, tokenizer, args)
+        resume = _resume_point(cfg, env, directory, run_id, model) if training else None
+        with args.main_process_first(desc="preprocessing"):
+            datasets = _preprocess(cfg, env, task, raw, tokenizer, model, fingerprints)
+        trainer = build_trainer(cfg, env, task, model, tokenizer, datasets, run_id)
 
     stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SaveOrStop))
     with stopper:  # through the final evaluation and save, which a signal after the last step lets finish
         train_results: dict[str, Any] = {}
         eval_results: dict[str, Any] = {}
         if "train" in raw:
-            output = _train(trainer, resume, stopper)
-            train_results = {**output.metrics, "train_samples": len(raw["train"])}
+            train_results = {**_train(trainer, resume, stopper), "train_samples": len(raw["train"])}
         if "eval" in raw:
             eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}
 
@@ -247,32 +365,8 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
         args.save_on_each_node = each_node
         if trainer.is_world_process_zero():
-            sizes = {split: len(raw[split]) for split in raw}
             outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
             task.write_predictions(env.output_data_dir)
-            _write_outputs(cfg, env, task, model_name, sizes, train_results, eval_results)
+            sizes = {split: len(raw[split]) for split in raw}
+            outputs.write_all(cfg, env, task.card(), model_name, sizes, train_results, eval_results, resume)
     return {**train_results, **eval_results}
-
-
-def _write_outputs(
-    cfg: Config,
-    env: SageMakerEnv,
-    task: Task,
-    model_name: str,
-    sizes: dict[str, int],
-    train_results: dict[str, Any],
-    eval_results: dict[str, Any],
-) -> None:
-    outputs.write_results((env.model_dir, env.output_data_dir), train_results, eval_results)
-    outputs.write_json(env.output_data_dir / "sm_train_config.json", outputs.resolved_config(cfg, task.card(), env))
-    card = outputs.model_card(
-        task=cfg.task_cls.name,
-        base_model=model_name,
-        sizes=sizes,
-        hyperparameters=cfg.hyperparameters,
-        train=train_results,
-        evaluation=eval_results,
-        task_facts=task.card(),
-    )
-    (env.model_dir / "README.md").write_text(card, encoding="utf-8")
-    logger.info("model saved to %s", env.model_dir)

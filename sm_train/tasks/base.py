@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from datasets import Dataset, DatasetDict
+import numpy as np
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetDict, Value
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from sm_train.errors import DataError
@@ -107,7 +109,47 @@ def require_columns(raw: DatasetDict, columns: Iterable[str], reference: str) ->
 
 def null_count(split: Dataset, column: str) -> int:
     """Missing values in one column, counted by Arrow."""
-    return split.select_columns([column]).with_format("arrow")[:].column(0).null_count
+    return _arrow_column(split, column).null_count
+
+
+def _arrow_column(split: Dataset, column: str) -> Any:
+    return split.select_columns([column]).with_format("arrow")[:].column(0)
+
+
+def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str | None = None) -> None:
+    """Text columns ({column: its hyperparameter}) hold strings in every split. Anything else would be tokenized as
+    its Python repr (a list<string> column trains on "['a', 'b']"), and numbers there mean the wrong column (#8).
+
+    drop_blank_in: a column without which a row means nothing (a summary, a QA context): rows where it is empty or
+    only whitespace are dropped with a counted warning, and most rows blank fails the job (#8)."""
+    for where, split in list(raw.items()):
+        for column, hyperparameter in columns.items():
+            feature = split.features[column]
+            if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+                arrow_type = split.features.arrow_schema.field(column).type
+                raise DataError(
+                    f"Column {column!r} of the {where} data is of type {arrow_type}, not text: it must hold one "
+                    "string per row. Join lists into one string (or cast numbers to strings) before uploading, or set "
+                    f"{hyperparameter} to the column that holds the text (columns: {split.column_names})."
+                )
+        if drop_blank_in is not None:
+            raw[where] = _drop_blank(split, drop_blank_in, columns[drop_blank_in], where)
+
+
+def _drop_blank(split: Dataset, column: str, hyperparameter: str, where: str) -> Dataset:
+    text = _arrow_column(split, column)
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0).fill_null(False).to_numpy()
+    count = int(blank.sum())
+    if count * 2 > len(split):
+        raise DataError(
+            f"Column {column!r} of the {where} data is empty or only whitespace in {count} of {len(split)} rows; "
+            f"fill it, or set {hyperparameter} to the right column (columns: {split.column_names})."
+        )
+    if count:
+        logger.warning(
+            "dropping %d of %d %s rows whose %r is empty or only whitespace", count, len(split), where, column
+        )
+    return split.select(np.flatnonzero(~blank)) if count else split
 
 
 def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase) -> int:

@@ -27,7 +27,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
-from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns
+from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 
 logger = logging.getLogger(__name__)
 
@@ -173,12 +173,12 @@ class QuestionAnswering(Task):
             )
         self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
         reference = reference_split(raw)
-        for given, hyperparameter in (
-            (args.question_column, "question_column"),
-            (args.context_column, "context_column"),
-        ):
-            find_column(raw[reference], given, (), hyperparameter, reference)
-        require_columns(raw, [args.question_column, args.context_column], reference)
+        texts = {args.question_column: "question_column", args.context_column: "context_column"}
+        for column, hyperparameter in texts.items():
+            find_column(raw[reference], column, (), hyperparameter, reference)
+        require_columns(raw, texts, reference)
+        # An empty context holds no answer (and crashed the window labelling): those rows go, counted.
+        require_text(raw, texts, drop_blank_in=args.context_column)
         for split_name in list(raw):
             split = raw[split_name]
             # Answers may be empty lists (unanswerable questions), but the column must be there.
@@ -298,10 +298,10 @@ class QuestionAnswering(Task):
             sample = sample_map[i]
             answer = batch[args.answer_column][sample]
             start = end = cls
-            if answer["text"]:
+            context_tokens = [t for t, s in enumerate(sequence_ids) if s == context_id]
+            if answer["text"] and context_tokens:  # a context that tokenizes to nothing cannot hold the answer
                 start_char = answer["answer_start"][0]
                 end_char = start_char + len(answer["text"][0])
-                context_tokens = [t for t, s in enumerate(sequence_ids) if s == context_id]
                 first, last = context_tokens[0], context_tokens[-1]
                 if offsets[first][0] <= start_char and offsets[last][1] >= end_char:
                     start = next(t for t in range(first, last + 1) if offsets[t][1] > start_char)

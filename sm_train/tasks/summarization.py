@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from sm_train.errors import ConfigError, DataError
-from sm_train.tasks.base import Task, find_column, reference_split, require_columns
+from sm_train.tasks.base import Task, find_column, reference_split, require_columns, require_text
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,9 @@ class Summarization(Task):
         reference = reference_split(raw)
         self.text_column, self.summary_column = self._columns(raw[reference], reference)
         require_columns(raw, (self.text_column, self.summary_column), reference)
+        # A blank summary teaches the model to stop at once, and scores ROUGE 0 in evaluation whatever it writes.
+        texts = {self.text_column: "text_column", self.summary_column: "summary_column"}
+        require_text(raw, texts, drop_blank_in=self.summary_column)
         self.tokenizer = tokenizer
 
     def _columns(self, split: Dataset, where: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from transformers import (
 
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import classification_metrics
-from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns
+from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +49,19 @@ class TextClassification(Task):
         self.pretokenized = "input_ids" in reference.column_names
         self.label_column = find_column(reference, self.args.label_column, ("label", "labels"), "label_column", where)
         columns = [self.label_column]
-        self.text_column = None
+        self.text_column, texts = None, {}
         if self.pretokenized:
             columns.append("input_ids")
         else:
             self.text_column = find_column(
                 reference, self.args.text_column, ("text", "sentence"), "text_column", where
             )
-            columns.append(self.text_column)
+            texts[self.text_column] = "text_column"
             if self.args.text_pair_column:
-                columns.append(find_column(reference, self.args.text_pair_column, (), "text_pair_column", where))
-        require_columns(raw, columns, where)
+                pair = find_column(reference, self.args.text_pair_column, (), "text_pair_column", where)
+                texts[pair] = "text_pair_column"
+        require_columns(raw, [*columns, *texts], where)
+        require_text(raw, texts)
         feature = reference.features[self.label_column]
         self.string_labels = False
         if isinstance(feature, ClassLabel):
@@ -84,6 +86,13 @@ class TextClassification(Task):
 
     def _label_values(self, split: Dataset, where: str) -> list[Any]:
         values = split.unique(self.label_column)
+        if any(_empty_label(v) for v in values):
+            # Missing like a null (an empty CSV field), not a class of its own named "" or "nan".
+            count = sum(1 for v in split[self.label_column] if _empty_label(v))
+            raise DataError(
+                f"Column {self.label_column!r} of the {where} data has {count} empty labels (blank text or NaN); "
+                "fill or drop those rows."
+            )
         if any(isinstance(v, float) for v in values):
             if not all(float(v).is_integer() for v in values):
                 raise DataError(
@@ -149,3 +158,7 @@ class TextClassification(Task):
         if isinstance(value, float):
             value = int(value)
         return str(value) if self.string_labels else value
+
+
+def _empty_label(value: Any) -> bool:
+    return (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and np.isnan(value))
