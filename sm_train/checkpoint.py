@@ -137,10 +137,13 @@ def set_aside_incomplete(directory: Path) -> list[tuple[int, Path]]:
 
 
 def short_error(error: BaseException) -> str:
-    """The error's type and first sentence: torch's unpickling errors go on to advise weights_only=False, which a
-    job must never do with files restored from S3."""
-    first = str(error).strip().split("\n")[0].split(". ")[0]
-    return f"{type(error).__name__}: {first[:200]}"
+    """The error's type and first line, without the advice torch's unpickler goes on to give (weights_only=False,
+    which a job must never do with files restored from S3)."""
+    lines = str(error).strip().splitlines() or [""]
+    text = lines[0].split(" This file can still be loaded")[0]
+    if "weights_only" in text:
+        text = text[: text.index("weights_only")].rsplit(". ", 1)[0]
+    return f"{type(error).__name__}: {text[:300]}"
 
 
 def _weights_problem(weights: Path, model: Any) -> str | None:

@@ -23,6 +23,7 @@ from sm_train.errors import Interrupted, UserError, disk_full_reason, interrupt_
 from sm_train.redact import scrub, secret_values
 
 logger = logging.getLogger("sm_train")
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # tokens huggingface_hub reads from the environment
 
 
 def setup_logging() -> None:
@@ -50,8 +51,6 @@ def failure_reason(error: BaseException) -> str:
             f"Out of memory ({name}: {error}). Lower per_device_train_batch_size / per_device_eval_batch_size or "
             "max_seq_length, raise gradient_accumulation_steps, or use a larger instance."
         )
-    if isinstance(error, OSError) and error.errno == 28:
-        return f"Disk full ({error}). Raise the job's volume_size or lower save_total_limit."
     if isinstance(error, ImportError):
         return f"Missing or incompatible package: {error}. Check requirements.txt against the container's packages."
     if isinstance(error, KeyboardInterrupt):
@@ -154,7 +153,8 @@ def train(argv: Sequence[str]) -> int:
             from sm_train import config, runner
 
             items = config.source_items(environment, argv)
-            secrets = secret_values(items)
+            # A token in the environment (HF_TOKEN, as the README recommends) is scrubbed like a hyperparameter's.
+            secrets = secret_values([*items, *((k, v) for k, v in os.environ.items() if k in TOKEN_VARIABLES)])
             cfg = config.load(environment, argv)
         checkpoints = Path(cfg.training_args.output_dir)
         runner.run(cfg, environment)
@@ -202,6 +202,7 @@ def hyperparameters(argv: Sequence[str]) -> int:
     from sm_train.compat import RULES
     from sm_train.config import JobArgs, hyperparameter_reference
     from sm_train.tasks import TASKS, get_task
+    from sm_train.trajectory import EXTEND, FREE
 
     try:
         name = _task_option("hyperparameters", argv)
@@ -215,6 +216,10 @@ def hyperparameters(argv: Sequence[str]) -> int:
         for row in hyperparameter_reference(dataclass_type):
             print("| `{}` | {} | {} |".format(*(cell.replace("|", "\\|") for cell in row)))
         print()
+    print("#### Changes a restarted job may make and still resume\n")
+    raised, free = (", ".join(f"`{name}`" for name in names) for names in (EXTEND, sorted(FREE)))
+    print("Every other setting must match the run that made the checkpoint (see Spot instances).\n")
+    print(f"May be raised, not lowered: {raised}. May change: {free}.\n")
     print("#### Translated names (aliases, and arguments transformers 5 renamed or removed)\n")
     print("| given | becomes | why |\n|---|---|---|")
     for old, rule in RULES.items():

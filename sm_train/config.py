@@ -312,6 +312,11 @@ def _validate(job: JobArgs, args: TrainingArguments) -> None:
         raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")
     if args.learning_rate < 0:
         raise ConfigError(f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.")
+    if args.save_total_limit is not None and args.save_total_limit < 0:
+        raise ConfigError(
+            f"Hyperparameter 'save_total_limit' must not be negative, got {args.save_total_limit}; "
+            "0 keeps every checkpoint."
+        )
     _check_report_to(args.report_to)
     if args.push_to_hub:
         _check_push_to_hub(args)
@@ -333,7 +338,7 @@ def _check_report_to(report_to: Iterable[str] | None) -> None:
     for name in report_to or ():
         if name not in supported:
             raise ConfigError(
-                f"report_to={name!r} is not an integration transformers knows; use none, all or some of: "
+                f"report_to={name!r} is not an integration transformers knows; use none, all or one of: "
                 f"{', '.join(supported)}."
             )
         check, package = _INTEGRATIONS.get(name, (f"is_{name}_available", name))
@@ -371,8 +376,8 @@ def _check_push_to_hub(args: TrainingArguments) -> None:
     if not token:
         raise ConfigError(
             "push_to_hub=true needs a Hugging Face token with write access, and the job has none: set HF_TOKEN in "
-            "the estimator's environment (or pass hub_token, which sm_train keeps out of logs), or set "
-            "push_to_hub=false."
+            "the estimator's environment (hub_token works too, but the training toolkit prints hyperparameters in "
+            "the job log), or set push_to_hub=false."
         )
 
 

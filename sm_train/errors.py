@@ -49,8 +49,16 @@ def interrupt_on_signal(state: Callable[[], str]) -> Iterator[None]:
 
 
 # How a full disk surfaces: OSError errno 28 (ENOSPC), or only as text in the wrappers of torch's zip writer
-# ("[enforce fail at inline_container.cc:...] . unexpected pos", "file write failed") and safetensors ("os error 28").
-DISK_FULL_SIGNS = ("No space left on device", "os error 28", "Errno 28", "unexpected pos", "file write failed")
+# ("[enforce fail at inline_container.cc:...] . unexpected pos", "file write failed") and safetensors (Rust's
+# "os error 28", or its debug form "Os { code: 28, kind: StorageFull }").
+DISK_FULL_SIGNS = (
+    "No space left on device",
+    "os error 28",
+    "code: 28,",
+    "Errno 28",
+    "unexpected pos",
+    "file write failed",
+)
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -202,9 +202,9 @@ class QuestionAnswering(Task):
                 answers.append(answer_list(value))
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise DataError(
-                    f"Row {row_id!r}: cannot read column {self.args.answer_column!r} ({e}); expected "
-                    '{"text": [...], "answer_start": [...]}.'
-                ) from e
+                    f"Row {row_id!r}: cannot read column {self.args.answer_column!r}; expected "
+                    '{"text": [...], "answer_start": [...]} with integer offsets, or that as JSON text.'
+                ) from e  # not the exception's text: int() quotes the value
         return {self.args.answer_column: answers, "id": [str(i) for i in batch["id"]]}
 
     def _check_answers(self, split: Dataset, where: str) -> None:

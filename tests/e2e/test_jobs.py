@@ -111,13 +111,13 @@ def test_the_model_channel_is_the_default_model(tmp_path, monkeypatch, tiny_enco
 def test_data_problems_fail_before_the_model_loads(
     tmp_path, monkeypatch, tiny_encoder, hps, train, evaluation, pattern
 ) -> None:
-    load = runner._load
+    load = runner.load
 
     def no_model(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
         assert what != "model", "the model must not be loaded for bad data"
         return load(loader, name, what, **kwargs)
 
-    monkeypatch.setattr(runner, "_load", no_model)
+    monkeypatch.setattr(runner, "load", no_model)
     job = run(
         tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), **hps}, channels(tmp_path, train, evaluation)
     )

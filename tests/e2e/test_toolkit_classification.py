@@ -102,6 +102,7 @@ def test_metric_lines_match_the_published_definitions(csv_job: Job) -> None:
     assert float(captured["eval_accuracy"][-1]) == results["eval_accuracy"]
     assert float(captured["train_runtime"][-1]) == results["train_runtime"]
     assert captured["loss"] and captured["learning_rate"] and captured["epoch"]
+    assert_metric_lines_captured(log, "text-classification")
     assert "\r" not in log
     # The seed notebooks' regex captures a plain number from the same lines.
     seed = re.findall(r"eval_accuracy.*=\D*(.*?)$", log, flags=re.MULTILINE)
@@ -220,6 +221,18 @@ def test_bad_hyperparameters_fail_with_a_specific_reason(
     hps, channels = make(tmp_path)
     hps.setdefault("model_name_or_path", str(tiny_encoder))
     assert_fails(run_toolkit(make_tree(tmp_path, hps, channels, source=source)), pattern)
+
+
+def assert_metric_lines_captured(stdout: str, task: str) -> None:
+    """Every metric line a real job printed is read back, name and value, by exactly one of the definitions that
+    `python -m sm_train metric-definitions --task <task>` prints (tests/unit/test_messages.py: the same list)."""
+    definitions = metric_definitions(TASKS[task].metric_names)
+    lines = re.findall(r"^\[metric\] (\w+) = (\S+)$", stdout, flags=re.MULTILINE)
+    assert any(name.startswith("eval_") for name, _ in lines), "no evaluation metric lines in the log"
+    for name, value in lines:
+        line = f"[metric] {name} = {value}"
+        captured = [(d["Name"], found[1]) for d in definitions if (found := re.search(d["Regex"], line))]
+        assert captured == [(name, value)], f"metric-definitions --task {task} reads {line!r} as {captured}"
 
 
 def assert_fails(job: Job, pattern: str) -> None:

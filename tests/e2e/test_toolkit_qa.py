@@ -13,7 +13,7 @@ from sm_train.metrics import metric_definitions
 from sm_train.tasks import TASKS
 from tests import tiny
 from tests.e2e.conftest import serve
-from tests.e2e.test_toolkit_classification import assert_fails
+from tests.e2e.test_toolkit_classification import assert_fails, assert_metric_lines_captured
 from tests.jobs import Job, make_tree, run_toolkit, write_rows
 
 WINDOWS = {"max_seq_length": 64, "doc_stride": 24}
@@ -83,6 +83,7 @@ def test_metric_lines_have_exact_match_and_f1(jsonl_job: Job) -> None:
     results = jsonl_job.results()
     for name in ("eval_exact_match", "eval_f1"):
         assert float(re.findall(names[name], jsonl_job.stdout)[-1]) == results[name]
+    assert_metric_lines_captured(jsonl_job.stdout, "question-answering")
 
 
 def test_saved_model_answers_with_auto_classes_and_the_inference_toolkit(jsonl_job: Job) -> None:
@@ -125,6 +126,7 @@ def test_nested_squad_v2_with_unanswerable_questions(tmp_path: Path, source: Pat
     results = job.results()
     assert results["eval_HasAns_total"] == 30 and results["eval_NoAns_total"] == 10
     assert results["eval_HasAns_f1"] >= 60 and results["eval_NoAns_exact"] >= 60 and results["eval_f1"] >= 60
+    assert_metric_lines_captured(job.stdout, "question-answering")  # with the HasAns_*/NoAns_* metrics
     served = serve(job.model_dir, {"inputs": PROBE})
     assert served["prediction"]["answer"].strip() == "purple"
 

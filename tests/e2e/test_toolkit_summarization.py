@@ -13,6 +13,7 @@ from sm_train.metrics import metric_definitions
 from sm_train.tasks import TASKS
 from tests import tiny
 from tests.e2e.conftest import serve
+from tests.e2e.test_toolkit_classification import assert_metric_lines_captured
 from tests.jobs import Job, make_tree, run_toolkit, write_rows
 
 PROBE = "erin: i like the purple film . dave: the plot was quite the story ."
@@ -60,6 +61,7 @@ def test_metric_lines_have_rouge(bart_job: Job) -> None:
     results = bart_job.results()
     for name in ("eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_rougeLsum", "eval_gen_len"):
         assert float(re.findall(definitions[name], bart_job.stdout)[-1]) == results[name]
+    assert_metric_lines_captured(bart_job.stdout, "summarization")
 
 
 def test_bart_model_dir_deploys(bart_job: Job) -> None:

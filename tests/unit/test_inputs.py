@@ -247,3 +247,12 @@ def test_other_failure_reasons_carry_no_data(tmp_path) -> None:
         with pytest.raises(DataError, match=pattern) as caught:
             load_path(tmp_path / name)
         assert SECRET not in str(caught.value) and "0xe9" not in str(caught.value)
+
+
+def test_unreadable_qa_answers_are_not_quoted(tokenizer) -> None:
+    rows = tiny.qa_rows(2)
+    rows[1] = {**rows[1], "answers": json.dumps({"text": ["red"], "answer_start": [SECRET]})}
+    rows[0] = {**rows[0], "answers": json.dumps(rows[0]["answers"])}
+    with pytest.raises(DataError, match=r"Row 'q0-1': cannot read column 'answers'") as caught:
+        qa_task().prepare(splits(rows), tokenizer)
+    assert SECRET not in str(caught.value)
