@@ -1,0 +1,113 @@
+"""Values the parser types correctly but the job would reject only deep inside a run, after the model loaded (or,
+for push_to_hub, after training): checked right after parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from transformers import TrainingArguments
+
+from sm_train.errors import ConfigError
+
+
+def validate(job: Any, args: TrainingArguments) -> None:
+    """Values HfArgumentParser types correctly but Trainer would only reject deep inside a run."""
+    positive = {
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "per_device_eval_batch_size": args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_train_samples": job.max_train_samples,
+        "max_eval_samples": job.max_eval_samples,
+        "num_proc": job.num_proc,
+    }
+    for name, value in positive.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {value}.")
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise ConfigError(
+            f"Nothing to train: num_train_epochs={args.num_train_epochs} and max_steps={args.max_steps}; "
+            "set num_train_epochs > 0 or max_steps > 0."
+        )
+    if job.save_every_minutes is not None and job.save_every_minutes <= 0:
+        raise ConfigError(f"Hyperparameter 'save_every_minutes' must be positive, got {job.save_every_minutes}.")
+    if job.early_stopping_patience is not None and job.early_stopping_patience < 1:
+        raise ConfigError(
+            f"Hyperparameter 'early_stopping_patience' must be at least 1, got {job.early_stopping_patience}."
+        )
+    if job.early_stopping_patience and args.eval_strategy == "no":
+        raise ConfigError(
+            "early_stopping_patience needs evaluations during training, and eval_strategy (or save_strategy) is 'no'; "
+            "use steps or epoch."
+        )
+    if job.sigterm_grace_seconds <= 0:
+        raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")
+    if args.learning_rate < 0:
+        raise ConfigError(f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.")
+    if args.save_total_limit is not None and args.save_total_limit < 0:
+        raise ConfigError(
+            f"Hyperparameter 'save_total_limit' must not be negative, got {args.save_total_limit}; "
+            "0 keeps every checkpoint."
+        )
+    _check_report_to(args.report_to)
+    if args.push_to_hub:
+        _check_push_to_hub(args)
+
+
+# report_to names whose availability check (transformers.integrations) or pip package is not named after them.
+_INTEGRATIONS = {
+    "azure_ml": ("is_azureml_available", "azureml-core"),
+    "comet_ml": ("is_comet_available", "comet-ml"),
+    "flyte": ("is_flytekit_available", "flytekit"),
+}
+
+
+def _check_report_to(report_to: Iterable[str] | None) -> None:
+    """An integration whose package is missing fails when Trainer is built, after the model loaded (#8 item 11)."""
+    from transformers.integrations import integration_utils
+
+    supported = integration_utils.INTEGRATION_TO_CALLBACK
+    for name in report_to or ():
+        if name not in supported:
+            raise ConfigError(
+                f"report_to={name!r} is not an integration transformers knows; use none, all or one of: "
+                f"{', '.join(supported)}."
+            )
+        check, package = _INTEGRATIONS.get(name, (f"is_{name}_available", name))
+        available = getattr(integration_utils, check, None)  # the check the integration's callback makes
+        if available is not None and not available():
+            raise ConfigError(
+                f"report_to={name} needs the {package} package, which is not installed: add {package} to "
+                f"requirements.txt in source_dir (the job installs it before training), or leave {name} out of "
+                "report_to."
+            )
+
+
+def _check_push_to_hub(args: TrainingArguments) -> None:
+    """push_to_hub fails only when Trainer is built or, worse, at the final save: a whole run lost for a missing
+    setting. Everything that can be known without the network is checked here (#8 item 11)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(
+            "push_to_hub=true, but the Hugging Face Hub is switched off in this job (HF_HUB_OFFLINE or "
+            "TRANSFORMERS_OFFLINE is set): remove that environment variable, or set push_to_hub=false and "
+            "publish the model from the model.tar.gz."
+        )
+    if not args.hub_model_id:
+        # Without it transformers names the repository after output_dir, which sm_train points at the checkpoint
+        # dir: every job would push to a repository called "checkpoints".
+        raise ConfigError(
+            "push_to_hub=true needs hub_model_id, the repository to push to (e.g. 'your-name/your-model')."
+        )
+    try:
+        token = args.hub_token or huggingface_hub.get_token()
+    except Exception:  # noqa: BLE001 - a token source that fails (OIDC exchange) is reported by the push itself
+        return
+    if not token:
+        raise ConfigError(
+            "push_to_hub=true needs a Hugging Face token with write access, and the job has none: set HF_TOKEN in "
+            "the estimator's environment (hub_token works too, but the training toolkit prints hyperparameters in "
+            "the job log), or set push_to_hub=false."
+        )
