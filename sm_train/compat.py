@@ -46,7 +46,11 @@ RULES: dict[str, Rule] = {
     "evaluation_strategy": Rule("eval_strategy", "renamed in transformers 4.41"),
     # Removed or renamed in transformers 5.
     "warmup_ratio": Rule("warmup_steps", "transformers 5 takes a ratio as a float < 1 in warmup_steps"),
-    "group_by_length": Rule("train_sampling_strategy", "transformers 5 renamed it", _if_true("group_by_length")),
+    "group_by_length": Rule(
+        "train_sampling_strategy",
+        "transformers 5 renamed it",
+        lambda value: "group_by_length" if is_true(value) else "random",  # false must override sm_train's default
+    ),
     "no_cuda": Rule("use_cpu", "renamed in transformers 5"),
     "per_gpu_train_batch_size": Rule("per_device_train_batch_size", "renamed"),
     "per_gpu_eval_batch_size": Rule("per_device_eval_batch_size", "renamed"),
@@ -78,7 +82,7 @@ RULES: dict[str, Rule] = {
     "train_sampling_strategy": Rule(
         "group_by_length",
         "transformers 4.x spells it group_by_length",
-        lambda v: True if v == "group_by_length" else None,
+        lambda v: v == "group_by_length",
     ),
     "enable_jit_checkpoint": Rule(None, "not available in transformers 4.x"),
     "use_cache": Rule(None, "not available in transformers 4.x"),

@@ -13,16 +13,15 @@ import logging
 import re
 import sys
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from sm_train import compat
+from sm_train import compat, device
 from sm_train.dialects import argv_items, is_true, normalize_key, render
 from sm_train.env import SageMakerEnv, is_reserved
 from sm_train.errors import ConfigError
@@ -87,6 +86,20 @@ class JobArgs:
     resume: str = field(
         default="auto",
         metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pad each batch's length up to a multiple of N, so GPU kernels see few shapes. Default: 64 on a "
+            "GPU, exact (dynamic) padding on CPU; 1 = exact."
+        },
+    )
+    cudnn_attention: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow PyTorch's cuDNN attention backend, which builds an execution plan for every new batch "
+            "shape (slow when shapes vary)."
+        },
     )
     trust_remote_code: bool = field(
         default=False,
@@ -189,9 +202,24 @@ def checkpoint_root(env: SageMakerEnv, given: str | None) -> Path:
     return root / env.current_host if len(env.hosts) > 1 else root
 
 
-def sagemaker_defaults(env: SageMakerEnv, checkpoints: Path) -> dict[str, Any]:
-    """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138)."""
+def sagemaker_defaults(
+    env: SageMakerEnv, checkpoints: Path, hardware: device.DeviceInfo, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138); batches
+    grouped by length; and what the device calls for (device.py). `given`: what the user set."""
+    if is_true(given.get("use_cpu", False)):
+        hardware = device.DeviceInfo()
+    precision, said = device.precision(hardware, given)
+    for line in said:
+        logger.info(line)
+    if not {"train_sampling_strategy", "group_by_length"} & set(given):
+        logger.info("training batches grouped by length (set train_sampling_strategy=random to turn it off)")
     return {
+        # Rows of similar length share a batch: little padding, several times faster on skewed data (#9).
+        "train_sampling_strategy": "group_by_length",  # transformers 5
+        "group_by_length": True,  # transformers 4.x
+        **device.dataloader_defaults(hardware, env.num_cpus, max(env.num_gpus, 1)),
+        **precision,
         "output_dir": str(checkpoints),
         # Early-stopping patience and other callback state survive a spot restart (transformers#28544).
         "restore_callback_states_from_checkpoint": True,
@@ -201,8 +229,6 @@ def sagemaker_defaults(env: SageMakerEnv, checkpoints: Path) -> dict[str, Any]:
         "report_to": "none",
         # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
         "disable_tqdm": not sys.stdout.isatty(),
-        # Pinned memory only helps a GPU; on CPU it only prints a warning per dataloader.
-        "dataloader_pin_memory": torch.cuda.is_available(),
     }
 
 
@@ -244,7 +270,8 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         values["model_name_or_path"] = str(env.channels["model"])
         logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
 
-    defaults = {k: v for k, v in sagemaker_defaults(env, checkpoints).items() if k in kinds}  # 4.x lacks some
+    found = sagemaker_defaults(env, checkpoints, device.describe(), values)
+    defaults = {k: v for k, v in found.items() if k in kinds}  # each transformers version lacks some
     early = (
         _early_stopping_defaults(values, task_cls) if values.get("early_stopping_patience") not in (None, "") else {}
     )

@@ -56,7 +56,8 @@ def pad_multiple(device: DeviceInfo, requested: int | None, limit: int) -> int |
     on CPU, where every padded token costs time. None when the multiple could pad past `limit`, the model's length
     (its position embeddings would overflow); 1 means none."""
     multiple = requested if requested is not None else (GPU_PAD_MULTIPLE if device.cuda else None)
-    if multiple is None or multiple <= 1 or limit % multiple:
+    bounded = limit < 1_000_000  # tokenizers without a limit say 1e30
+    if multiple is None or multiple <= 1 or (bounded and limit % multiple):
         return None
     return multiple
 

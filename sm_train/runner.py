@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
-from sm_train import __version__, cache, claim, collective, data, outputs, trajectory
+from sm_train import __version__, cache, claim, collective, data, device, outputs, trajectory
 from sm_train.callbacks import (
     CheckpointKeeper,
     MetricLines,
@@ -228,6 +228,20 @@ def _resume_point(cfg: Config, env: SageMakerEnv, directory: Path, run: Any, mod
     return resume
 
 
+def _fit_device(cfg: Config, task: Task, tokenizer: Any) -> None:
+    """Padding multiple and attention backend for the device training runs on (device.py), before any forward."""
+    on_gpu = cfg.training_args.device.type == "cuda"
+    hardware = device.describe() if on_gpu else device.DeviceInfo()
+    task.pad_multiple = device.pad_multiple(hardware, cfg.job.pad_to_multiple_of, tokenizer.model_max_length)
+    logger.info(
+        "batches padded to %s",
+        f"a multiple of {task.pad_multiple} tokens" if task.pad_multiple else "their longest row (no multiple)",
+    )
+    said = device.attention_backends(hardware, cfg.job.cudnn_attention)
+    if said:
+        logger.info(said)
+
+
 def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     """Train and/or evaluate, then save the model dir. Returns all results."""
     args = cfg.training_args
@@ -253,6 +267,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         resume = _resume_point(cfg, env, directory, run_id, model) if training else None
         with args.main_process_first(desc="preprocessing"):
             datasets = _preprocess(cfg, env, task, raw, tokenizer, model, fingerprints)
+        _fit_device(cfg, task, tokenizer)
         trainer = build_trainer(cfg, env, task, model, tokenizer, datasets, run_id)
 
     stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SaveOrStop))

@@ -29,6 +29,9 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]] = ()  # what compute_metrics returns, without the eval_ prefix
     training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
     best_metric: ClassVar[str | None] = None  # metric_for_best_model when load_best_model_at_end is on
+    # Batch lengths are padded up to a multiple of this (set by the runner for the device, device.pad_multiple); None:
+    # each batch to its longest row.
+    pad_multiple: int | None = None
 
     def __init__(self, args: Any) -> None:
         self.args = args

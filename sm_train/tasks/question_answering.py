@@ -317,7 +317,9 @@ class QuestionAnswering(Task):
         return encoded
 
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Any:
-        return default_data_collator if self.args.pad_to_max_length else DataCollatorWithPadding(tokenizer)
+        if self.args.pad_to_max_length:
+            return default_data_collator
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=self.pad_multiple)
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         start_logits, end_logits = prediction.predictions[:2]

@@ -153,7 +153,10 @@ class Summarization(Task):
         return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorForSeq2Seq:
-        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=LABEL_PAD)
+        # Inputs and labels alike are padded to the multiple.
+        return DataCollatorForSeq2Seq(
+            tokenizer, model=model, label_pad_token_id=LABEL_PAD, pad_to_multiple_of=self.pad_multiple
+        )
 
     def preprocess_logits(self, logits: Any, labels: Any) -> Any:
         """With predict_with_generate=false evaluation sees vocabulary-sized logits: keep only the likeliest token

@@ -143,8 +143,9 @@ class TextClassification(Task):
         return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
     def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorWithPadding:
-        # Dynamic padding: each batch is padded to its own longest row, never every row to max_seq_length.
-        return DataCollatorWithPadding(tokenizer)
+        # Dynamic padding: each batch to its own longest row (rounded up to the multiple on a GPU), never every row
+        # to max_seq_length.
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=self.pad_multiple)
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions

@@ -1,0 +1,73 @@
+"""Batches padded to a multiple for every task (training and evaluation, inputs and labels), with the attention
+backend decided before the first forward pass (#9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from sm_train import runner
+from tests import tiny
+from tests.e2e.test_jobs import FAST, run
+from tests.jobs import write_rows
+
+
+def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every forward pass's tensor shapes, and whether cuDNN attention was allowed at that moment."""
+    seen: list[dict[str, Any]] = []
+    build = runner.build_trainer
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        trainer = build(*args, **kwargs)
+
+        def hook(module: Any, positional: tuple, named: dict) -> None:
+            shapes = {k: tuple(v.shape) for k, v in named.items() if isinstance(v, torch.Tensor)}
+            seen.append({"shapes": shapes, "cudnn": torch.backends.cuda.cudnn_sdp_enabled()})
+
+        trainer.model.register_forward_pre_hook(hook, with_kwargs=True)
+        return trainer
+
+    monkeypatch.setattr(runner, "build_trainer", recording)
+    return seen
+
+
+def data(tmp_path, task: str) -> tuple[dict[str, Any], dict]:
+    folder = tmp_path / "data" / "train"
+    if task == "text-classification":
+        write_rows(folder / "t.jsonl", [{"text": t, "label": label} for t, label in tiny.sentences(24)])
+        model = tiny.build_encoder(tmp_path / "model")
+        extra = {"max_seq_length": 100}
+    elif task == "question-answering":
+        write_rows(folder / "t.jsonl", tiny.qa_rows(16))
+        model = tiny.build_encoder(tmp_path / "model")
+        extra = {"max_seq_length": 64, "doc_stride": 24}
+    else:
+        write_rows(folder / "t.jsonl", tiny.dialogues(16))
+        model = tiny.build_seq2seq(tmp_path / "model")
+        extra = {"predict_with_generate": False, "max_source_length": 64, "max_target_length": 16}
+    hps = {"task": task, "model_name_or_path": str(model), **FAST, **extra}
+    return hps, {"train": folder, "validation": folder}
+
+
+@pytest.mark.parametrize("task", ["text-classification", "question-answering", "summarization"])
+def test_every_batch_is_padded_to_the_multiple(tmp_path, monkeypatch, task) -> None:
+    seen = record_batches(monkeypatch)
+    hps, channels = data(tmp_path, task)
+    job = run(tmp_path, monkeypatch, {**hps, "pad_to_multiple_of": 64}, channels)
+    assert job.returncode == 0, job.failure
+    assert len(seen) >= 4  # training and evaluation batches
+    lengths = {shape[1] for batch in seen for name, shape in batch["shapes"].items() if len(shape) == 2}
+    assert lengths and all(n % 64 == 0 for n in lengths), lengths
+    if task == "summarization":
+        assert any("labels" in batch["shapes"] for batch in seen)  # labels padded too (checked above)
+    assert not any(batch["cudnn"] for batch in seen)  # off from the first forward on
+
+
+def test_exact_padding_on_cpu_by_default(tmp_path, monkeypatch) -> None:
+    seen = record_batches(monkeypatch)
+    hps, channels = data(tmp_path, "text-classification")
+    job = run(tmp_path, monkeypatch, hps, channels)
+    assert job.returncode == 0, job.failure
+    assert any(batch["shapes"]["input_ids"][1] % 8 for batch in seen)  # each batch to its own longest row
