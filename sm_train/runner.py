@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
 from sm_train import __version__, cache, claim, collective, data, device, outputs, trajectory
@@ -25,6 +26,7 @@ from sm_train.env import SageMakerEnv
 from sm_train.errors import ConfigError, DataError, Interrupted, interrupt_on_signal
 from sm_train.models import check_model_path, load, load_tokenizer
 from sm_train.tasks import Task
+from sm_train.tasks.base import length_order
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ def build_trainer(
         trainer.add_callback(EarlyStoppingCallback(cfg.job.early_stopping_patience, cfg.job.early_stopping_threshold))
     # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
     trainer.remove_callback(PrinterCallback)
+    # Trainer (4.x and 5) also groups *evaluation* batches by length when training batches are, and never puts the
+    # predictions back in order: QA answers and summaries would land on other rows. Evaluation reads the dataset in
+    # order instead, which _preprocess sorted by length.
+    trainer._get_eval_sampler = lambda dataset: SequentialSampler(dataset) if trainer.args.world_size <= 1 else None
     return trainer
 
 
@@ -131,6 +137,9 @@ def _preprocess(
         if key and env.local_rank == 0:
             cache.save(root, key, datasets)
     if "eval" in raw:
+        # Longest first: batches of similar lengths pad little, and memory runs out (if it does) at once.
+        task.eval_order = length_order(datasets["eval"])
+        datasets["eval"] = datasets["eval"].select(task.eval_order)
         task.set_eval(raw["eval"], datasets["eval"])
     return datasets
 

@@ -32,6 +32,8 @@ class Task:
     # Batch lengths are padded up to a multiple of this (set by the runner for the device, device.pad_multiple); None:
     # each batch to its longest row.
     pad_multiple: int | None = None
+    # The evaluation features are ordered by length (length_order): eval_order[i] is the dataset position of the i-th.
+    eval_order: Any = None
 
     def __init__(self, args: Any) -> None:
         self.args = args
@@ -64,6 +66,15 @@ class Task:
     def preprocess_logits(self, logits: Any, labels: Any) -> Any:
         """What evaluation keeps of each batch's logits until compute_metrics (default: everything)."""
         return logits
+
+    def in_dataset_order(self, rows: list[Any]) -> list[Any]:
+        """Per-feature results of an evaluation (made in length order) back in the evaluation data's order."""
+        if self.eval_order is None:
+            return rows
+        ordered: list[Any] = [None] * len(rows)
+        for position, row in zip(self.eval_order, rows, strict=True):
+            ordered[position] = row
+        return ordered
 
     def write_predictions(self, directory: Path) -> None:
         """Write the last evaluation's predictions, for tasks whose answers are worth reading (rank 0 only)."""
@@ -162,3 +173,13 @@ def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase)
         logger.warning("%s=%d exceeds the model's %d tokens; using %d", name, requested, limit, limit)
         return limit
     return requested
+
+
+def length_order(features: Dataset) -> Any:
+    """Positions of the rows, longest input first (read by Arrow, not row by row)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    column = features.select_columns(["input_ids"])
+    lengths = pc.list_value_length(column.with_format("arrow")[:].column(0)).to_numpy(zero_copy_only=False)
+    return np.argsort(-lengths, kind="stable")

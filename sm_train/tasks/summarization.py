@@ -166,10 +166,11 @@ class Summarization(Task):
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         generated = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        self.predictions = decode(generated, self.tokenizer)
+        decoded = decode(generated, self.tokenizer)
+        self.predictions = self.in_dataset_order(decoded)  # one line per evaluation row, in the data's order
         references = decode(prediction.label_ids, self.tokenizer)
         lengths = np.count_nonzero((generated != self.tokenizer.pad_token_id) & (generated != LABEL_PAD), axis=1)
-        return {**rouge(self.predictions, references), "gen_len": float(np.mean(lengths))}
+        return {**rouge(decoded, references), "gen_len": float(np.mean(lengths))}
 
     def write_predictions(self, directory: Path) -> None:
         if getattr(self, "predictions", None) is None:

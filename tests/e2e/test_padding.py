@@ -71,3 +71,23 @@ def test_exact_padding_on_cpu_by_default(tmp_path, monkeypatch) -> None:
     job = run(tmp_path, monkeypatch, hps, channels)
     assert job.returncode == 0, job.failure
     assert any(batch["shapes"]["input_ids"][1] % 8 for batch in seen)  # each batch to its own longest row
+
+
+def test_evaluation_runs_longest_first_and_answers_in_dataset_order(tmp_path, monkeypatch) -> None:
+    from datasets import Dataset
+
+    from sm_train.tasks.base import Task, length_order
+
+    features = Dataset.from_dict({"input_ids": [[1], [1, 2, 3], [1, 2], [1, 2, 3]]})
+    order = length_order(features)
+    assert order.tolist() == [1, 3, 2, 0]
+    task = Task(None)
+    task.eval_order = order
+    assert task.in_dataset_order(["b", "d", "c", "a"]) == ["a", "b", "c", "d"]
+
+    seen = record_batches(monkeypatch)
+    hps, channels = data(tmp_path, "text-classification")
+    job = run(tmp_path, monkeypatch, {**hps, "eval_strategy": "no", "per_device_eval_batch_size": 4}, channels)
+    assert job.returncode == 0, job.failure
+    evaluation = [batch["shapes"]["input_ids"][1] for batch in seen[-6:]]  # 24 rows, batches of 4
+    assert evaluation == sorted(evaluation, reverse=True)  # in the sorted order: no sampler reorders them
