@@ -1,29 +1,21 @@
-"""The only code that touches Trainer: build it, resume, train, evaluate, save the deployable model."""
+"""What a job does, in order: data, tokenizer, model, resume point, preprocessing; then training (training.py builds
+and drives Trainer), the final evaluation and the deployable model."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import SequentialSampler
-from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+from transformers import set_seed
 
-from sm_train import __version__, cache, claim, collective, data, device, outputs, trajectory
-from sm_train.callbacks import (
-    CheckpointKeeper,
-    MetricLines,
-    NoStepPastTheEnd,
-    SaveOrStop,
-    TrainingDone,
-)
-from sm_train.checkpoint import STATE_FILE, complete_checkpoints, load_problem, manifest, resolve_resume
+from sm_train import __version__, cache, claim, collective, data, device, outputs, training, trajectory
+from sm_train.callbacks import SaveOrStop
+from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
-from sm_train.errors import ConfigError, DataError, Interrupted, interrupt_on_signal
+from sm_train.errors import ConfigError, DataError, interrupt_on_signal
 from sm_train.models import check_model_path, load, load_tokenizer
 from sm_train.tasks import Task
 from sm_train.tasks.base import length_order
@@ -56,55 +48,6 @@ def _splits(cfg: Config, env: SageMakerEnv) -> Any:
     if not raw:
         raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
     return raw
-
-
-def build_trainer(
-    cfg: Config, env: SageMakerEnv, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any], run: Any
-) -> Trainer:
-    # sm_train rotates checkpoints itself, after marking the newest complete (callbacks.CheckpointKeeper).
-    keep, cfg.training_args.save_total_limit = cfg.training_args.save_total_limit, None
-    trainer = task.trainer_class(
-        model=model,
-        args=cfg.training_args,
-        train_dataset=datasets.get("train"),
-        eval_dataset=datasets.get("eval"),
-        processing_class=tokenizer,
-        data_collator=task.collator(tokenizer, model),
-        compute_metrics=task.compute_metrics,
-        preprocess_logits_for_metrics=task.preprocess_logits,
-        callbacks=[
-            MetricLines(),
-            CheckpointKeeper(keep, run),
-            NoStepPastTheEnd(),
-            SaveOrStop(
-                cfg.job.sigterm_grace_seconds,
-                cfg.job.save_every_minutes,
-                lambda reason: outputs.write_failure(env.output_dir, reason),
-            ),
-        ],
-    )
-    if cfg.job.early_stopping_patience:
-        trainer.add_callback(EarlyStoppingCallback(cfg.job.early_stopping_patience, cfg.job.early_stopping_threshold))
-    # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
-    trainer.remove_callback(PrinterCallback)
-    # Trainer (4.x and 5) also groups *evaluation* batches by length when training batches are, and never puts the
-    # predictions back in order: QA answers and summaries would land on other rows. Evaluation reads the dataset in
-    # order instead, which _preprocess sorted by length.
-    trainer._get_eval_sampler = lambda dataset: SequentialSampler(dataset) if trainer.args.world_size <= 1 else None
-    return trainer
-
-
-def _final_evaluation(trainer: Trainer) -> dict[str, Any] | None:
-    """The evaluation Trainer already ran at the last step (eval_strategy=epoch does), to avoid running it twice.
-
-    Not reused with load_best_model_at_end: the final model is then the best one, not the last one evaluated.
-    """
-    if trainer.args.load_best_model_at_end:
-        return None
-    evaluations = [entry for entry in trainer.state.log_history if "eval_runtime" in entry]
-    if not evaluations or evaluations[-1].get("step") != trainer.state.global_step:
-        return None
-    return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
 
 
 def _saves_checkpoints(cfg: Config) -> bool:
@@ -142,53 +85,6 @@ def _preprocess(
         datasets["eval"] = datasets["eval"].select(task.eval_order)
         task.set_eval(raw["eval"], datasets["eval"])
     return datasets
-
-
-def _explain_resume(trainer: Trainer, path: Path) -> None:
-    """Say what resuming costs: batches skipped by index (accelerate's skip_first_batches, nothing re-read), and
-    what a different number of processes changes."""
-    args = trainer.args
-    step = json.loads((path / STATE_FILE).read_text()).get("global_step", 0)
-    batches = len(trainer.get_train_dataloader())
-    steps_per_epoch = max(-(-batches // args.gradient_accumulation_steps), 1)  # rounded up, as Trainer does
-    skipped = (step % steps_per_epoch) * args.gradient_accumulation_steps
-    logger.info(
-        "resuming at step %d (epoch %d): skipping the first %d batches of this epoch without reading them",
-        step,
-        step // steps_per_epoch,
-        skipped,
-    )
-    saved = manifest(path).get("world_size")
-    if saved is not None and saved != args.world_size:
-        logger.warning(
-            "the checkpoint was written by %d processes and this job runs %d: steps are recomputed, the data order "
-            "and random states cannot match the original run exactly",
-            saved,
-            args.world_size,
-        )
-
-
-def _train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> dict[str, Any]:
-    """trainer.train's metrics; raises Interrupted when a signal stopped it before its last step (after saving)."""
-    if resume:
-        _explain_resume(trainer, Path(resume))
-    try:
-        metrics = trainer.train(resume_from_checkpoint=resume).metrics
-    except TrainingDone:
-        state = trainer.state
-        logger.info("%s is the last step (%d): no step left to train", resume, state.max_steps)
-        if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
-            trainer._load_best_model()  # as Trainer ends a run; pylint: disable=protected-access
-        return {"epoch": state.epoch, "total_flos": state.total_flos}
-    step = trainer.state.global_step
-    if stopper.stopped_at is not None and step < trainer.state.max_steps:
-        signum = stopper.received or signal.SIGTERM  # or another process received it
-        raise Interrupted(
-            f"Stopped by {signal.Signals(signum).name} at step {step}: checkpoint-{step} is saved in "
-            f"{trainer.args.output_dir}; a restarted job with the same checkpoint dir resumes from it.",
-            signum,
-        )
-    return metrics
 
 
 def _claim(cfg: Config, env: SageMakerEnv, directory: Path) -> None:
@@ -259,34 +155,37 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     claim.check_placement(directory, env)
     with interrupt_on_signal(lambda: _nothing_trained(directory)):
         raw = _splits(cfg, env)
-        training = "train" in raw
-        if training:
+        trains = "train" in raw
+        if trains:
             _claim(cfg, env, directory)
         tokenizer = load_tokenizer(model_name, cfg.job.trust_remote_code)
         task = cfg.task_cls(cfg.task_args)
         task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
-        fingerprints = cache.data_fingerprints(raw) if training else {}
-        run_id = _run_identity(cfg, task, model_name, tokenizer, fingerprints) if training else None
+        fingerprints = cache.data_fingerprints(raw) if trains else {}
+        run_id = _run_identity(cfg, task, model_name, tokenizer, fingerprints) if trains else None
 
         set_seed(args.seed)
         model = load(
             task.model_class, model_name, "model", trust_remote_code=cfg.job.trust_remote_code, **task.model_kwargs()
         )
         task.configure(model, tokenizer, args)
-        resume = _resume_point(cfg, env, directory, run_id, model) if training else None
+        resume = _resume_point(cfg, env, directory, run_id, model) if trains else None
         with args.main_process_first(desc="preprocessing"):
             datasets = _preprocess(cfg, env, task, raw, tokenizer, model, fingerprints)
         _fit_device(cfg, task, tokenizer)
-        trainer = build_trainer(cfg, env, task, model, tokenizer, datasets, run_id)
+        trainer = training.build_trainer(cfg, env, task, model, tokenizer, datasets, run_id)
 
     stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SaveOrStop))
     with stopper:  # through the final evaluation and save, which a signal after the last step lets finish
         train_results: dict[str, Any] = {}
         eval_results: dict[str, Any] = {}
         if "train" in raw:
-            train_results = {**_train(trainer, resume, stopper), "train_samples": len(raw["train"])}
+            train_results = {**training.train(trainer, resume, stopper), "train_samples": len(raw["train"])}
         if "eval" in raw:
-            eval_results = {**(_final_evaluation(trainer) or trainer.evaluate()), "eval_samples": len(raw["eval"])}
+            eval_results = {
+                **(training.final_evaluation(trainer) or trainer.evaluate()),
+                "eval_samples": len(raw["eval"]),
+            }
 
         # One copy of the model: SageMaker merges every host's model dir into one model.tar.gz.
         each_node, args.save_on_each_node = args.save_on_each_node, False

@@ -175,11 +175,16 @@ def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase)
     return requested
 
 
-def length_order(features: Dataset) -> Any:
-    """Positions of the rows, longest input first (read by Arrow, not row by row)."""
-    import numpy as np
+def token_lengths(features: Dataset) -> Any:
+    """Each row's number of input tokens, read by Arrow (not row by row)."""
     import pyarrow.compute as pc
 
-    column = features.select_columns(["input_ids"])
-    lengths = pc.list_value_length(column.with_format("arrow")[:].column(0)).to_numpy(zero_copy_only=False)
-    return np.argsort(-lengths, kind="stable")
+    column = features.select_columns(["input_ids"]).with_format("arrow")[:].column(0)
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False)
+
+
+def length_order(features: Dataset) -> Any:
+    """Positions of the rows, longest input first."""
+    import numpy as np
+
+    return np.argsort(-token_lengths(features), kind="stable")

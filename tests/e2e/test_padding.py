@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from sm_train import runner
+from sm_train import training
 from tests import tiny
 from tests.e2e.test_jobs import FAST, run
 from tests.jobs import write_rows
@@ -17,7 +17,7 @@ from tests.jobs import write_rows
 def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Every forward pass's tensor shapes, and whether cuDNN attention was allowed at that moment."""
     seen: list[dict[str, Any]] = []
-    build = runner.build_trainer
+    build = training.build_trainer
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         trainer = build(*args, **kwargs)
@@ -29,7 +29,7 @@ def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         trainer.model.register_forward_pre_hook(hook, with_kwargs=True)
         return trainer
 
-    monkeypatch.setattr(runner, "build_trainer", recording)
+    monkeypatch.setattr(training, "build_trainer", recording)
     return seen
 
 
@@ -91,3 +91,18 @@ def test_evaluation_runs_longest_first_and_answers_in_dataset_order(tmp_path, mo
     assert job.returncode == 0, job.failure
     evaluation = [batch["shapes"]["input_ids"][1] for batch in seen[-6:]]  # 24 rows, batches of 4
     assert evaluation == sorted(evaluation, reverse=True)  # in the sorted order: no sampler reorders them
+
+
+def test_length_grouping_reads_lengths_from_arrow_and_draws_the_same_batches() -> None:
+    from datasets import Dataset
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from sm_train.tasks.base import token_lengths
+
+    rows = Dataset.from_dict({"input_ids": [[1] * (3 + i % 17) for i in range(500)]})
+    assert token_lengths(rows).tolist() == [len(ids) for ids in rows["input_ids"]]
+    torch.manual_seed(3)
+    trainers_own = list(LengthGroupedSampler(16, dataset=rows, model_input_name="input_ids"))
+    torch.manual_seed(3)
+    ours = list(LengthGroupedSampler(16, lengths=token_lengths(rows).tolist()))
+    assert ours == trainers_own

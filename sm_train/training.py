@@ -1,0 +1,143 @@
+"""The code that drives transformers' Trainer: build it (callbacks, samplers), train (resuming, stopping on a
+signal, not past the end) and find the last evaluation. runner.py decides what to run; this module runs it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from torch.utils.data import SequentialSampler
+from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from sm_train import outputs
+from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, SaveOrStop, TrainingDone
+from sm_train.checkpoint import STATE_FILE, manifest
+from sm_train.config import Config
+from sm_train.env import SageMakerEnv
+from sm_train.errors import Interrupted
+from sm_train.tasks import Task
+from sm_train.tasks.base import token_lengths
+
+logger = logging.getLogger(__name__)
+
+
+def build_trainer(
+    cfg: Config, env: SageMakerEnv, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any], run: Any
+) -> Trainer:
+    # sm_train rotates checkpoints itself, after marking the newest complete (callbacks.CheckpointKeeper).
+    keep, cfg.training_args.save_total_limit = cfg.training_args.save_total_limit, None
+    trainer = task.trainer_class(
+        model=model,
+        args=cfg.training_args,
+        train_dataset=datasets.get("train"),
+        eval_dataset=datasets.get("eval"),
+        processing_class=tokenizer,
+        data_collator=task.collator(tokenizer, model),
+        compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=task.preprocess_logits,
+        callbacks=[
+            MetricLines(),
+            CheckpointKeeper(keep, run),
+            NoStepPastTheEnd(),
+            SaveOrStop(
+                cfg.job.sigterm_grace_seconds,
+                cfg.job.save_every_minutes,
+                lambda reason: outputs.write_failure(env.output_dir, reason),
+            ),
+        ],
+    )
+    if cfg.job.early_stopping_patience:
+        trainer.add_callback(EarlyStoppingCallback(cfg.job.early_stopping_patience, cfg.job.early_stopping_threshold))
+    # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
+    trainer.remove_callback(PrinterCallback)
+    _samplers(trainer)
+    return trainer
+
+
+def _samplers(trainer: Trainer) -> None:
+    """Two fixes to Trainer's length grouping (transformers 4.x and 5 alike):
+
+    - it measures the training rows one by one (17 s for 500,000 rows): the same sampler gets the lengths from Arrow
+      (the same lengths, so the same batches and the same random draws);
+    - it groups *evaluation* batches too, and never puts the predictions back in order: QA answers and summaries
+      would land on other rows. Evaluation reads the dataset in order instead, which _preprocess sorted by length.
+    """
+    args, original = trainer.args, trainer._get_train_sampler
+    grouped = getattr(args, "train_sampling_strategy", None) == "group_by_length" or getattr(
+        args, "group_by_length", False
+    )
+
+    def train_sampler(dataset: Any = None) -> Any:
+        dataset = trainer.train_dataset if dataset is None else dataset
+        if not grouped or not isinstance(dataset, Dataset) or "input_ids" not in dataset.column_names:
+            return original(dataset)
+        lengths = token_lengths(dataset).tolist()
+        return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths=lengths)
+
+    trainer._get_train_sampler = train_sampler
+    trainer._get_eval_sampler = lambda dataset: SequentialSampler(dataset) if args.world_size <= 1 else None
+
+
+def final_evaluation(trainer: Trainer) -> dict[str, Any] | None:
+    """The evaluation Trainer already ran at the last step (eval_strategy=epoch does), to avoid running it twice.
+
+    Not reused with load_best_model_at_end: the final model is then the best one, not the last one evaluated.
+    """
+    if trainer.args.load_best_model_at_end:
+        return None
+    evaluations = [entry for entry in trainer.state.log_history if "eval_runtime" in entry]
+    if not evaluations or evaluations[-1].get("step") != trainer.state.global_step:
+        return None
+    return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
+
+
+def _explain_resume(trainer: Trainer, path: Path) -> None:
+    """Say what resuming costs: batches skipped by index (accelerate's skip_first_batches, nothing re-read), and
+    what a different number of processes changes."""
+    args = trainer.args
+    step = json.loads((path / STATE_FILE).read_text()).get("global_step", 0)
+    batches = len(trainer.get_train_dataloader())
+    steps_per_epoch = max(-(-batches // args.gradient_accumulation_steps), 1)  # rounded up, as Trainer does
+    skipped = (step % steps_per_epoch) * args.gradient_accumulation_steps
+    logger.info(
+        "resuming at step %d (epoch %d): skipping the first %d batches of this epoch without reading them",
+        step,
+        step // steps_per_epoch,
+        skipped,
+    )
+    saved = manifest(path).get("world_size")
+    if saved is not None and saved != args.world_size:
+        logger.warning(
+            "the checkpoint was written by %d processes and this job runs %d: steps are recomputed, the data order "
+            "and random states cannot match the original run exactly",
+            saved,
+            args.world_size,
+        )
+
+
+def train(trainer: Trainer, resume: str | None, stopper: SaveOrStop) -> dict[str, Any]:
+    """trainer.train's metrics; raises Interrupted when a signal stopped it before its last step (after saving)."""
+    if resume:
+        _explain_resume(trainer, Path(resume))
+    try:
+        metrics = trainer.train(resume_from_checkpoint=resume).metrics
+    except TrainingDone:
+        state = trainer.state
+        logger.info("%s is the last step (%d): no step left to train", resume, state.max_steps)
+        if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+            trainer._load_best_model()  # as Trainer ends a run; pylint: disable=protected-access
+        return {"epoch": state.epoch, "total_flos": state.total_flos}
+    step = trainer.state.global_step
+    if stopper.stopped_at is not None and step < trainer.state.max_steps:
+        signum = stopper.received or signal.SIGTERM  # or another process received it
+        raise Interrupted(
+            f"Stopped by {signal.Signals(signum).name} at step {step}: checkpoint-{step} is saved in "
+            f"{trainer.args.output_dir}; a restarted job with the same checkpoint dir resumes from it.",
+            signum,
+        )
+    return metrics
