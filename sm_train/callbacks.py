@@ -49,8 +49,10 @@ class MetricLines(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if not self.started and state.is_world_process_zero:
-            self.started = True
+        if self.started:  # every later step: one attribute read (#9: no per-step host work)
+            return
+        self.started = True
+        if state.is_world_process_zero:
             logger.info("first training step of this attempt done (global step %d)", state.global_step)
 
 
@@ -116,7 +118,7 @@ class NoStepPastTheEnd(TrainerCallback):
 
 
 class SaveOrStop(TrainerCallback):
-    """Checkpoints Trainer's schedule does not make, decided at the end of each step:
+    """Checkpoints Trainer's schedule does not make, decided at the end of a step:
 
     - every `save_every_minutes` of wall-clock time, so a spot interruption loses at most that much work even with
       long steps or tiny epochs;
@@ -126,20 +128,33 @@ class SaveOrStop(TrainerCallback):
       start.
 
     All processes take both decisions together (a signal or a clock can reach them a step apart; a process saving
-    or stopping alone would hang the next collective operation).
+    or stopping alone would hang the next collective operation). Agreeing costs a collective and a device sync,
+    which small fast steps feel (#9: a host-bound step loses to any per-step sync), so a distributed job agrees at
+    check steps only: about every CHECK_SECONDS of training, at most MAX_CHECK_STEPS steps apart. The interval is
+    computed from the slowest process's seconds per step, which the check itself agrees on, so every process
+    computes the same next check step (a clock read by each process alone would not be). A signal is acted on at
+    the next check step: about a second later, far within the grace. One process decides at every step, without
+    any collective, tensor or sync: a flag read and, with save_every_minutes, a clock read.
     """
+
+    CHECK_SECONDS = 1.0  # wall time between two agreements of a distributed job
+    MAX_CHECK_STEPS = 100  # fast steps that slow down later still see a signal within a hundred steps
 
     def __init__(
         self, grace: float, save_every_minutes: float | None = None, on_give_up: Callable[[str], None] | None = None
     ) -> None:
         self.grace = grace
         self.on_give_up = on_give_up  # writes the failure file before the process exits
+        self.clock: Callable[[], float] = time.monotonic
         self.step = 0  # the last step that ended
         self.seconds = save_every_minutes * 60 if save_every_minutes else None
-        self.last_save = time.monotonic()
+        self.last_save = 0.0  # when this process last saved (or training began)
         self.received: int | None = None  # the signal this process received
         self.stopped_at: int | None = None  # the step training stopped at because some process received one
         self.previous: dict[int, Any] = {}
+        self.distributed: bool | None = None  # known once training begins (the process group exists by then)
+        self.next_check = 0  # distributed: the step at which the processes next agree
+        self.checked_step, self.checked_at = 0, 0.0  # the last agreement (or the start of training)
 
     def __enter__(self) -> SaveOrStop:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -155,9 +170,10 @@ class SaveOrStop(TrainerCallback):
             return
         self.received = signum
         logger.warning(
-            "%s received: stopping within %.0f s, with a checkpoint at the end of this training step",
+            "%s received: stopping within %.0f s, with a checkpoint at the end of %s",
             signal.Signals(signum).name,
             self.grace,
+            "the step where all processes agree (about a second)" if self.distributed else "this training step",
         )
         timer = threading.Timer(self.grace, self._give_up)
         timer.daemon = True
@@ -175,17 +191,42 @@ class SaveOrStop(TrainerCallback):
             self.on_give_up(reason)
         os._exit(128 + signum)
 
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._begin(state.global_step)
+
+    def _begin(self, step: int) -> None:
+        self.distributed = collective.distributed()
+        self.next_check = step + 1  # the first step, whose pace then sets the interval
+        self.checked_step, self.checked_at = step, self.clock()
+        self.last_save = self.checked_at  # save_every_minutes counts training time, not loading
+
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.step = state.global_step
-        due = self.seconds is not None and time.monotonic() - self.last_save >= self.seconds
-        stop, due = collective.any_process([self.received is not None, due], args.device)
+        step = self.step = state.global_step
+        if self.distributed is None:  # called without on_train_begin
+            self._begin(step - 1)
+        if not self.distributed:
+            stop = self.received is not None
+            due = self.seconds is not None and self.clock() - self.last_save >= self.seconds
+        elif step < self.next_check:
+            return
+        else:
+            now = self.clock()
+            due = self.seconds is not None and now - self.last_save >= self.seconds
+            pace = (now - self.checked_at) / max(step - self.checked_step, 1)
+            agreed = collective.largest([float(self.received is not None), float(due), pace], args.device)
+            stop, due, pace = bool(agreed[0]), bool(agreed[1]), agreed[2]
+            interval = self.MAX_CHECK_STEPS if pace <= 0 else round(self.CHECK_SECONDS / pace)
+            self.next_check = step + min(max(interval, 1), self.MAX_CHECK_STEPS)
+            self.checked_step, self.checked_at = step, now
         if stop:
-            self.stopped_at = state.global_step
+            self.stopped_at = step
             control.should_training_stop = True
         if stop or due:
             control.should_save = True
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.last_save = time.monotonic()
+        self.last_save = self.clock()

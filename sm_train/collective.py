@@ -11,13 +11,19 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def any_process(flags: list[bool], device: torch.device) -> list[bool]:
-    """Each flag true on every process when it is true on any (one collective for all of them)."""
+def distributed() -> bool:
+    """Whether there are other processes to agree with (false in one process: every function here is then a no-op)."""
+    return _distributed()
+
+
+def largest(values: list[float], device: torch.device) -> list[float]:
+    """Each value's maximum over all processes: the same numbers, bit for bit, on every process (one collective and
+    one device sync for all of them)."""
     if not _distributed():
-        return flags
-    value = torch.tensor([float(f) for f in flags], device=device)
+        return values
+    value = torch.tensor(values, dtype=torch.float32, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in value.tolist()]
+    return value.tolist()
 
 
 def wait_for_all() -> None:

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
@@ -59,25 +60,40 @@ def build_trainer(
     return trainer
 
 
-def _samplers(trainer: Trainer) -> None:
-    """Two fixes to Trainer's length grouping (transformers 4.x and 5 alike):
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Trainer's length-grouped sampler draws from the global random state, which a resumed attempt restores only
+    after the epoch's batches were drawn: a restart mid-epoch then trains on other batches than the run it
+    continues. Here each epoch's draw depends on (seed, epoch) alone; accelerate passes the epoch on (set_epoch)."""
 
-    - it measures the training rows one by one (17 s for 500,000 rows): the same sampler gets the lengths from Arrow
-      (the same lengths, so the same batches and the same random draws);
-    - it groups *evaluation* batches too, and never puts the predictions back in order: QA answers and summaries
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
+def _samplers(trainer: Trainer) -> None:
+    """Fixes to Trainer's length grouping (transformers 4.x and 5 alike):
+
+    - training batches are drawn per (seed, epoch), so a resumed attempt trains on exactly the same batches;
+    - the lengths come from Arrow (Trainer measures the rows one by one: 17 s for 500,000 rows);
+    - Trainer groups *evaluation* batches too, and never puts the predictions back in order: QA answers and summaries
       would land on other rows. Evaluation reads the dataset in order instead, which _preprocess sorted by length.
     """
     args, original = trainer.args, trainer._get_train_sampler
     grouped = getattr(args, "train_sampling_strategy", None) == "group_by_length" or getattr(
         args, "group_by_length", False
     )
+    seed = args.data_seed if args.data_seed is not None else args.seed
 
     def train_sampler(dataset: Any = None) -> Any:
         dataset = trainer.train_dataset if dataset is None else dataset
         if not grouped or not isinstance(dataset, Dataset) or "input_ids" not in dataset.column_names:
             return original(dataset)
         lengths = token_lengths(dataset).tolist()
-        return LengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths=lengths)
+        return EpochSeededLengthGroupedSampler(args.train_batch_size * args.gradient_accumulation_steps, lengths, seed)
 
     trainer._get_train_sampler = train_sampler
     trainer._get_eval_sampler = lambda dataset: SequentialSampler(dataset) if args.world_size <= 1 else None

@@ -93,16 +93,24 @@ def test_evaluation_runs_longest_first_and_answers_in_dataset_order(tmp_path, mo
     assert evaluation == sorted(evaluation, reverse=True)  # in the sorted order: no sampler reorders them
 
 
-def test_length_grouping_reads_lengths_from_arrow_and_draws_the_same_batches() -> None:
+def test_length_grouping_reads_lengths_from_arrow_and_draws_per_epoch() -> None:
+    """Each epoch's batches depend on (seed, epoch) only: a resumed attempt, whose global random state differs at
+    the start of an epoch, draws the same ones."""
     from datasets import Dataset
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from sm_train.tasks.base import token_lengths
+    from sm_train.training import EpochSeededLengthGroupedSampler
 
     rows = Dataset.from_dict({"input_ids": [[1] * (3 + i % 17) for i in range(500)]})
-    assert token_lengths(rows).tolist() == [len(ids) for ids in rows["input_ids"]]
-    torch.manual_seed(3)
-    trainers_own = list(LengthGroupedSampler(16, dataset=rows, model_input_name="input_ids"))
-    torch.manual_seed(3)
-    ours = list(LengthGroupedSampler(16, lengths=token_lengths(rows).tolist()))
-    assert ours == trainers_own
+    lengths = token_lengths(rows).tolist()
+    assert lengths == [len(ids) for ids in rows["input_ids"]]
+    original = EpochSeededLengthGroupedSampler(16, lengths, seed=42)
+    epochs = []
+    for epoch in range(3):
+        original.set_epoch(epoch)
+        torch.rand(7)  # other draws from the global random state change nothing
+        epochs.append(list(original))
+    assert epochs[0] != epochs[1] != epochs[2]
+    resumed = EpochSeededLengthGroupedSampler(16, lengths, seed=42)
+    resumed.set_epoch(2)
+    assert list(resumed) == epochs[2]
