@@ -1,0 +1,63 @@
+"""scripts/bench.py runs end to end on CPU with a tiny model: the table and the JSON hold every row. Timings are
+never asserted; only that each figure exists and the ratios are consistent with the samples/s."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.jobs import REPO
+
+
+def bench(tmp_path: Path, *argv: str) -> tuple[str, dict]:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--device", "cpu", "--size", "tiny", *argv,
+         "--json", str(tmp_path / "bench.json")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout, json.loads((tmp_path / "bench.json").read_text())
+
+
+def test_throughput_table_and_json(tmp_path: Path) -> None:
+    stdout, report = bench(tmp_path, "--rows", "400")
+    rows = report["throughput"]["rows"]
+    assert list(rows) == ["floor", "seed", "sm_train"]  # fp16 is a GPU-only row
+    for name, row in rows.items():
+        assert row["samples_per_second"] > 0, name
+        assert abs(row["vs_floor"] - row["samples_per_second"] / rows["floor"]["samples_per_second"]) < 1e-9
+        assert abs(row["vs_seed"] - row["samples_per_second"] / rows["seed"]["samples_per_second"]) < 1e-9
+    assert rows["seed"]["padded_tokens_per_row"] == 256
+    assert rows["floor"]["padded_tokens_per_row"] < 256  # length-grouped, padded to each batch's longest row
+    assert report["settings"]["pad_multiple"] is None  # CPU: exact dynamic padding, as sm_train decides
+    assert 35 <= report["throughput"]["token_lengths"]["median"] <= 55
+
+    # The table comes last: a header line, then one line per row with samples/s and both ratios.
+    last = stdout.strip().splitlines()[-3:]
+    for line, name in zip(last, ("floor", "seed", "sm_train"), strict=True):
+        assert line.startswith(rows[name]["label"])
+        speed, vs_floor, vs_seed = line[len(rows[name]["label"]) :].split()[:3]
+        assert float(speed) == round(rows[name]["samples_per_second"], 1)
+        assert float(vs_floor) == round(rows[name]["vs_floor"], 2)
+        assert float(vs_seed) == round(rows[name]["vs_seed"], 2)
+    assert "/ floor" in stdout and "/ seed" in stdout
+
+
+def test_startup(tmp_path: Path) -> None:
+    stdout, report = bench(tmp_path, "--only", "startup", "--rows", "200", "--repeat", "1")
+    startup = report["startup"]
+    assert startup["bare_trainer_seconds"] > 0 and startup["sm_train_seconds"] > 0
+    assert abs(startup["ratio"] - startup["sm_train_seconds"] / startup["bare_trainer_seconds"]) < 1e-9
+    assert "throughput" not in report
+    assert stdout.strip().splitlines()[-1].startswith(f"  ratio sm_train / bare {startup['ratio']:6.2f}")
+
+
+def test_scale(tmp_path: Path) -> None:
+    stdout, report = bench(tmp_path, "--only", "scale", "--scale-rows", "500,1000")
+    scale = report["scale"]
+    assert list(scale["runs"]) == ["500", "1000"] and scale["rows_ratio"] == 2
+    for run in scale["runs"].values():
+        assert run["peak_rss_mb"] > 0 and run["wall_seconds"] >= run["first_step_seconds"] > 0
+    assert stdout.strip().splitlines()[-1].startswith(f"time ratio {scale['time_ratio']:.2f} for 2x the rows")
