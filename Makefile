@@ -10,7 +10,7 @@ DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0 \
 	TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 
-.PHONY: install install-tf4 demo test lint format readme clean
+.PHONY: install install-tf4 demo test test-fast lint format readme clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ demo: install $(DEMO_SDIST)
 
 test: install install-tf4
 	$(TEST_ENV) $(BIN)/python -m pytest
+
+# The inner loop: unit tests and in-process jobs; no toolkit, subprocess or multi-process jobs (make test runs all).
+test-fast: install
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow and not external"
 
 lint: install
 	$(BIN)/ruff format --check .

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.jobs import REPO
+
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
 
 
 def bench(tmp_path: Path, *argv: str) -> tuple[str, dict]:

@@ -16,6 +16,8 @@ from tests import tiny
 from tests.e2e.test_resume import assert_identical, new_attempt, weights
 from tests.jobs import Job, kill_tree, make_tree, start_toolkit, write_rows
 
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
+
 HOSTS = ["127.0.0.1", "localhost"]  # both resolve here; the toolkit's master is hosts[0]
 HPS = {"max_steps": 40, "save_steps": 5, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
        "seed": 7, "use_cpu": True}  # fmt: skip

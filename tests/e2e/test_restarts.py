@@ -137,6 +137,7 @@ def start(job: Job) -> subprocess.Popen:
     )  # fmt: skip
 
 
+@pytest.mark.external
 def test_a_second_job_on_a_busy_checkpoint_dir_fails_and_the_first_finishes(
     tmp_path, monkeypatch, tiny_encoder
 ) -> None:
@@ -175,6 +176,7 @@ class SlowPreprocessing(TextClassification):
         time.sleep(120)
 
 
+@pytest.mark.external
 @pytest.mark.parametrize("when", ["while starting", "while preprocessing"])
 def test_a_signal_before_training_writes_the_failure_file(tmp_path, tiny_encoder, when) -> None:
     task = "tests.e2e.test_restarts:SlowPreprocessing"

@@ -21,6 +21,8 @@ from sm_train import checkpoint
 from tests import tiny
 from tests.jobs import REPO, Job, job_env, kill_tree, make_tree, start_toolkit, write_rows
 
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
+
 HPS = {"max_steps": 360, "save_steps": 3, "logging_steps": 10, "train_batch_size": 4, "learning_rate": 1e-3,
        "warmup_steps": 5, "seed": 11}  # fmt: skip
 

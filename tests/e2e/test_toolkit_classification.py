@@ -16,6 +16,8 @@ from tests import tiny
 from tests.e2e.conftest import serve
 from tests.jobs import Job, make_tree, run_toolkit, write_rows
 
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
+
 LEARN = {"learning_rate": 3e-3, "epochs": 10, "train_batch_size": 16, "logging_steps": 5, "seed": 1}
 NOT_DEPLOYABLE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "trainer_state.json")
 

@@ -16,6 +16,8 @@ from tests.e2e.conftest import serve
 from tests.e2e.test_toolkit_classification import assert_fails, assert_metric_lines_captured
 from tests.jobs import Job, make_tree, run_toolkit, write_rows
 
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
+
 WINDOWS = {"max_seq_length": 64, "doc_stride": 24}
 LEARN = {
     "task": "question-answering",

@@ -16,6 +16,8 @@ from tests.e2e.conftest import serve
 from tests.e2e.test_toolkit_classification import assert_metric_lines_captured
 from tests.jobs import Job, make_tree, run_toolkit, write_rows
 
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
+
 PROBE = "erin: i like the purple film . dave: the plot was quite the story ."
 
 

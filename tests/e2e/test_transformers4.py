@@ -7,8 +7,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import TF4_PYTHON, serve
 from tests.jobs import REPO, job_env, make_tree, write_rows
+
+pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
 
 BUILD = "import sys; from pathlib import Path; from tests import tiny; tiny.build_encoder(Path(sys.argv[1]))"
 
