@@ -1,7 +1,8 @@
 """Extractive question answering (SQuAD v1.1 / v2.0 style): find the answer span in a context.
 
 Long contexts become overlapping windows (doc_stride). Evaluation features keep their offsets and example ids, and
-best_answers() (tasks/qa_spans.py, a pure function) turns the windows' start/end logits back into one answer text per question.
+best_answers() (tasks/qa_spans.py, a pure function) turns the windows' start/end logits back into one answer text
+per question.
 """
 
 from __future__ import annotations
