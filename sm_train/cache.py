@@ -17,7 +17,7 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from sm_train.checkpoint import file_sizes, size_problem, write_atomically
+from sm_train.files import file_sizes, size_problem, write_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import struct
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_train.errors import ConfigError
+from sm_train.files import file_sizes, size_problem, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -65,24 +65,6 @@ def problem(path: Path) -> str | None:
     except (OSError, ValueError, KeyError, struct.error) as e:
         return f"unreadable ({type(e).__name__}: {e})"
     return None
-
-
-def file_sizes(root: Path) -> dict[str, int]:
-    """Every file below root and its size (what a complete copy must have; S3 restores files in any order)."""
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def size_problem(root: Path, sizes: dict[str, int]) -> str | None:
-    for name, size in sizes.items():
-        if not (root / name).is_file() or (root / name).stat().st_size != size:
-            return f"{name} is missing or has the wrong size"
-    return None
-
-
-def write_atomically(path: Path, content: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content))
-    os.replace(tmp, path)
 
 
 def write_manifest(path: Path, world_size: int = 1, run: dict | None = None) -> None:

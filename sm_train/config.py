@@ -11,103 +11,24 @@ import difflib
 import json
 import logging
 import re
-import sys
 import typing
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, NoReturn
 
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from sm_train import compat, device
+from sm_train import compat, defaults, device
 from sm_train.dialects import argv_items, is_true, normalize_key, render
 from sm_train.env import SageMakerEnv, is_reserved
 from sm_train.errors import ConfigError
+from sm_train.job_args import JobArgs
 from sm_train.redact import redact_mapping
 from sm_train.tasks import Task, get_task
 from sm_train.validate import validate
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class JobArgs:
-    """Where the job reads its model and data, and how it resumes. Task knobs live in the task's Args."""
-
-    task: str = field(
-        default="text-classification",
-        metadata={"help": "The task to train (see Tasks in the README), or 'module:Class' for your own."},
-    )
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Hub model id or local path. Default: the 'model' channel when the job has one."},
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "Training file or directory (overrides the train channel)."}
-    )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "Evaluation file or directory (overrides the validation/test channel)."}
-    )
-    test_file: str | None = field(
-        default=None, metadata={"help": "Evaluation file or directory when no validation_file."}
-    )
-    dataset_name: str | None = field(default=None, metadata={"help": "A Hugging Face Hub dataset (needs network)."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
-    num_proc: int | None = field(default=None, metadata={"help": "Processes for preprocessing (datasets map)."})
-    checkpoint_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Where checkpoints go. Default: the estimator's checkpoint_local_path (/opt/ml/checkpoints)."
-        },
-    )
-    save_every_minutes: float | None = field(
-        default=None, metadata={"help": "Also save a checkpoint every N minutes of training (bounds a spot loss)."}
-    )
-    sigterm_grace_seconds: float = field(
-        default=90.0,
-        metadata={
-            "help": "After SIGTERM/SIGINT: seconds to save a checkpoint before exiting (SageMaker kills at 120)."
-        },
-    )
-    early_stopping_patience: int | None = field(
-        default=None,
-        metadata={
-            "help": "Stop after N evaluations without improvement of metric_for_best_model. Default then: evaluate "
-            "at every save and keep the best model."
-        },
-    )
-    early_stopping_threshold: float = field(
-        default=0.0, metadata={"help": "How much metric_for_best_model must improve to count as better."}
-    )
-    resume: str = field(
-        default="auto",
-        metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
-    )
-    pad_to_multiple_of: int | None = field(
-        default=None,
-        metadata={
-            "help": "Pad each batch's length up to a multiple of N, so GPU kernels see few shapes. Default: 64 on a "
-            "GPU, exact (dynamic) padding on CPU; 1 = exact."
-        },
-    )
-    cudnn_attention: bool = field(
-        default=False,
-        metadata={
-            "help": "Allow PyTorch's cuDNN attention backend, which builds an execution plan for every new batch "
-            "shape (slow when shapes vary)."
-        },
-    )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={
-            "help": "Load a custom model whose config.json names Python code (auto_map): runs that code from the "
-            "model repository or directory. Only for code you trust."
-        },
-    )
 
 
 @dataclass
@@ -195,43 +116,6 @@ def _unknown(key: str, known: Iterable[str]) -> ConfigError:
     return ConfigError(f"Unknown hyperparameter '{key}'.{hint}")
 
 
-def checkpoint_root(env: SageMakerEnv, given: str | None) -> Path:
-    """The checkpoint dir; with several hosts each writes under its own name, so that files of different hosts never
-    overwrite each other in the one S3 prefix SageMaker syncs for all of them."""
-    root = Path(given) if given else env.checkpoint_dir
-    return root / env.current_host if len(env.hosts) > 1 else root
-
-
-def sagemaker_defaults(
-    env: SageMakerEnv, checkpoints: Path, hardware: device.DeviceInfo, given: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138); batches
-    grouped by length; and what the device calls for (device.py). `given`: what the user set."""
-    if is_true(given.get("use_cpu", False)):
-        hardware = device.DeviceInfo()
-    precision, said = device.precision(hardware, given)
-    for line in said:
-        logger.info(line)
-    if not {"train_sampling_strategy", "group_by_length"} & set(given):
-        logger.info("training batches grouped by length (set train_sampling_strategy=random to turn it off)")
-    return {
-        # Rows of similar length share a batch: little padding, several times faster on skewed data (#9).
-        "train_sampling_strategy": "group_by_length",  # transformers 5
-        "group_by_length": True,  # transformers 4.x
-        **device.dataloader_defaults(hardware, env.num_cpus, max(env.num_gpus, 1)),
-        **precision,
-        "output_dir": str(checkpoints),
-        # Early-stopping patience and other callback state survive a spot restart (transformers#28544).
-        "restore_callback_states_from_checkpoint": True,
-        # With several hosts each keeps a whole checkpoint in its own folder (checkpoint_root) to resume from.
-        "save_on_each_node": len(env.hosts) > 1,
-        "save_total_limit": 2,
-        "report_to": "none",
-        # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
-        "disable_tqdm": not sys.stdout.isatty(),
-    }
-
-
 def _task_name(items: Iterable[tuple[str, Any]]) -> str:
     names = [v for k, v in items if normalize_key(k) == "task" and v not in (None, "")]
     return str(names[-1]) if names else JobArgs.task
@@ -257,7 +141,7 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
             raise _unknown(key, kinds)
         values[key] = value
 
-    checkpoints = checkpoint_root(env, values.get("checkpoint_dir"))
+    checkpoints = defaults.checkpoint_root(env, values.get("checkpoint_dir"))
     user_output_dir = values.pop("output_dir", None)
     if user_output_dir not in (None, "", str(checkpoints)):
         logger.info(
@@ -270,12 +154,11 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         values["model_name_or_path"] = str(env.channels["model"])
         logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
 
-    found = sagemaker_defaults(env, checkpoints, device.describe(), values)
-    defaults = {k: v for k, v in found.items() if k in kinds}  # each transformers version lacks some
-    early = (
-        _early_stopping_defaults(values, task_cls) if values.get("early_stopping_patience") not in (None, "") else {}
-    )
-    merged = {**defaults, **task_cls.training_defaults, **early, **values}
+    found = defaults.sagemaker_defaults(env, checkpoints, device.describe(), values)
+    lowest = {k: v for k, v in found.items() if k in kinds}  # each transformers version lacks some
+    stopping = values.get("early_stopping_patience") not in (None, "")
+    early = defaults.early_stopping_defaults(values, task_cls) if stopping else {}
+    merged = {**lowest, **task_cls.training_defaults, **early, **values}
     best_model = is_true(merged.get("load_best_model_at_end"))
     if task_cls.best_metric and best_model and "metric_for_best_model" not in values:
         merged["metric_for_best_model"] = task_cls.best_metric
@@ -289,22 +172,6 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         "hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str)
     )
     return Config(job, task_args, training_args, task_cls, values, frozenset(values))
-
-
-def _early_stopping_defaults(values: dict[str, Any], task_cls: type[Task]) -> dict[str, Any]:
-    """Early stopping judges evaluations and keeps the best model: evaluate whenever a checkpoint is saved (keeping
-    the best model needs the two schedules to match), judged by the task's metric."""
-    strategy = values.get("eval_strategy") or values.get("save_strategy")
-    strategy = "steps" if strategy in (None, "best") else strategy
-    steps = values.get("eval_steps") or values.get("save_steps") or TrainingArguments.save_steps
-    return {
-        "load_best_model_at_end": True,
-        "eval_strategy": strategy,
-        "save_strategy": strategy,
-        "eval_steps": steps,
-        "save_steps": steps,
-        "metric_for_best_model": task_cls.best_metric or "loss",
-    }
 
 
 def load(env: SageMakerEnv, argv: Sequence[str]) -> Config:

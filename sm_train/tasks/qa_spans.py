@@ -1,14 +1,28 @@
-"""The pure span search of extractive question answering: the evaluation windows read column by column (Windows),
-and best_answers(), which turns the windows' start/end logits back into one answer text per question."""
+"""The pure parts of extractive question answering: reading an answers value (answer_list), the evaluation windows
+read column by column (Windows), and best_answers(), which turns the windows' start/end logits back into one answer
+text per question."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets import Sequence, Value
+
+ANSWER_TYPE = {"text": Sequence(Value("string")), "answer_start": Sequence(Value("int32"))}
+
+
+def answer_list(value: Any) -> dict[str, list]:
+    """{text: [...], answer_start: [...]} from that shape, a list of {text, answer_start}, or its JSON text."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {"text": [], "answer_start": []}
+    if isinstance(value, list):
+        value = {"text": [a["text"] for a in value], "answer_start": [a["answer_start"] for a in value]}
+    return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in value.get("answer_start") or []]}
 
 
 @dataclass(frozen=True)

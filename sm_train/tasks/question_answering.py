@@ -1,8 +1,7 @@
 """Extractive question answering (SQuAD v1.1 / v2.0 style): find the answer span in a context.
 
-Long contexts become overlapping windows (doc_stride). Evaluation features keep their offsets and example ids, and
-best_answers() (tasks/qa_spans.py, a pure function) turns the windows' start/end logits back into one answer text
-per question.
+Long contexts become overlapping windows (doc_stride). Evaluation features keep their offsets and example ids, which
+tasks/qa_spans.py (pure functions) turns with the windows' logits back into one answer per question.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, Sequence, Value
+from datasets import Dataset, DatasetDict, Value
 from transformers import (
     AutoModelForQuestionAnswering,
     DataCollatorWithPadding,
@@ -26,11 +25,9 @@ from transformers import (
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
-from sm_train.tasks.qa_spans import Windows, best_answers
+from sm_train.tasks.qa_spans import ANSWER_TYPE, Windows, answer_list, best_answers
 
 logger = logging.getLogger(__name__)
-
-ANSWER_TYPE = {"text": Sequence(Value("string")), "answer_start": Sequence(Value("int32"))}
 
 
 @dataclass
@@ -59,15 +56,6 @@ class QuestionAnsweringArgs:
         for name in ("max_seq_length", "n_best_size", "max_answer_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {getattr(self, name)}.")
-
-
-def answer_list(value: Any) -> dict[str, list]:
-    """{text: [...], answer_start: [...]} from that shape, a list of {text, answer_start}, or its JSON text."""
-    if isinstance(value, str):
-        value = json.loads(value) if value.strip() else {"text": [], "answer_start": []}
-    if isinstance(value, list):
-        value = {"text": [a["text"] for a in value], "answer_start": [a["answer_start"] for a in value]}
-    return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in value.get("answer_start") or []]}
 
 
 class QuestionAnswering(Task):

@@ -11,8 +11,8 @@ from transformers import EvalPrediction
 from sm_train.data import load_path
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import normalize_answer, squad_metrics
-from sm_train.tasks.qa_spans import Windows, best_answers
-from sm_train.tasks.question_answering import QuestionAnswering, QuestionAnsweringArgs, answer_list
+from sm_train.tasks.qa_spans import Windows, answer_list, best_answers
+from sm_train.tasks.question_answering import QuestionAnswering, QuestionAnsweringArgs
 from tests import tiny
 
 # "aa bb cc dd ee ff": two windows that overlap on "cc dd"; None marks question and special tokens.

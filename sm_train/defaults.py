@@ -1,0 +1,72 @@
+"""Job policy beside the parser: the values sm_train supplies below the user's (where checkpoints go, SageMaker
+defaults, what the device calls for, early stopping's schedule). config.py applies them; it decides nothing here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainingArguments
+
+from sm_train import device
+from sm_train.dialects import is_true
+from sm_train.env import SageMakerEnv
+from sm_train.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+
+def checkpoint_root(env: SageMakerEnv, given: str | None) -> Path:
+    """The checkpoint dir; with several hosts each writes under its own name, so that files of different hosts never
+    overwrite each other in the one S3 prefix SageMaker syncs for all of them."""
+    root = Path(given) if given else env.checkpoint_dir
+    return root / env.current_host if len(env.hosts) > 1 else root
+
+
+def sagemaker_defaults(
+    env: SageMakerEnv, checkpoints: Path, hardware: device.DeviceInfo, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138); batches
+    grouped by length; and what the device calls for (device.py). `given`: what the user set."""
+    if is_true(given.get("use_cpu", False)):
+        hardware = device.DeviceInfo()
+    precision, said = device.precision(hardware, given)
+    for line in said:
+        logger.info(line)
+    if not {"train_sampling_strategy", "group_by_length"} & set(given):
+        logger.info("training batches grouped by length (set train_sampling_strategy=random to turn it off)")
+    return {
+        # Rows of similar length share a batch: little padding, several times faster on skewed data (#9).
+        "train_sampling_strategy": "group_by_length",  # transformers 5
+        "group_by_length": True,  # transformers 4.x
+        **device.dataloader_defaults(hardware, env.num_cpus, max(env.num_gpus, 1)),
+        **precision,
+        "output_dir": str(checkpoints),
+        # Early-stopping patience and other callback state survive a spot restart (transformers#28544).
+        "restore_callback_states_from_checkpoint": True,
+        # With several hosts each keeps a whole checkpoint in its own folder (checkpoint_root) to resume from.
+        "save_on_each_node": len(env.hosts) > 1,
+        "save_total_limit": 2,
+        "report_to": "none",
+        # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
+        "disable_tqdm": not sys.stdout.isatty(),
+    }
+
+
+def early_stopping_defaults(values: dict[str, Any], task_cls: type[Task]) -> dict[str, Any]:
+    """Early stopping judges evaluations and keeps the best model: evaluate whenever a checkpoint is saved (keeping
+    the best model needs the two schedules to match), judged by the task's metric."""
+    strategy = values.get("eval_strategy") or values.get("save_strategy")
+    strategy = "steps" if strategy in (None, "best") else strategy
+    steps = values.get("eval_steps") or values.get("save_steps") or TrainingArguments.save_steps
+    return {
+        "load_best_model_at_end": True,
+        "eval_strategy": strategy,
+        "save_strategy": strategy,
+        "eval_steps": steps,
+        "save_steps": steps,
+        "metric_for_best_model": task_cls.best_metric or "loss",
+    }

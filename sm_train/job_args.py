@@ -1,0 +1,84 @@
+"""The hyperparameters every job has, whatever its task: where the model and data come from, how the job saves,
+stops and resumes, and its speed and safety switches. Task knobs live in each task's Args; config.py parses all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class JobArgs:
+    """Where the job reads its model and data, and how it resumes. Task knobs live in the task's Args."""
+
+    task: str = field(
+        default="text-classification",
+        metadata={"help": "The task to train (see Tasks in the README), or 'module:Class' for your own."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub model id or local path. Default: the 'model' channel when the job has one."},
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training file or directory (overrides the train channel)."}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Evaluation file or directory (overrides the validation/test channel)."}
+    )
+    test_file: str | None = field(
+        default=None, metadata={"help": "Evaluation file or directory when no validation_file."}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hugging Face Hub dataset (needs network)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for preprocessing (datasets map)."})
+    checkpoint_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where checkpoints go. Default: the estimator's checkpoint_local_path (/opt/ml/checkpoints)."
+        },
+    )
+    save_every_minutes: float | None = field(
+        default=None, metadata={"help": "Also save a checkpoint every N minutes of training (bounds a spot loss)."}
+    )
+    sigterm_grace_seconds: float = field(
+        default=90.0,
+        metadata={
+            "help": "After SIGTERM/SIGINT: seconds to save a checkpoint before exiting (SageMaker kills at 120)."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after N evaluations without improvement of metric_for_best_model. Default then: evaluate "
+            "at every save and keep the best model."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "How much metric_for_best_model must improve to count as better."}
+    )
+    resume: str = field(
+        default="auto",
+        metadata={"help": "auto (newest complete checkpoint in the checkpoint dir) | never | a checkpoint path."},
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pad each batch's length up to a multiple of N, so GPU kernels see few shapes. Default: 64 on a "
+            "GPU, exact (dynamic) padding on CPU; 1 = exact."
+        },
+    )
+    cudnn_attention: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow PyTorch's cuDNN attention backend, which builds an execution plan for every new batch "
+            "shape (slow when shapes vary)."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Load a custom model whose config.json names Python code (auto_map): runs that code from the "
+            "model repository or directory. Only for code you trust."
+        },
+    )
