@@ -149,13 +149,16 @@ def load_problem(path: Path, model: Any) -> str | None:
     import torch
 
     weights = path / "model.safetensors"
-    for name in ("model.safetensors", *TRAINING_STATE):
+    try:
+        wrong = _weights_problem(weights, model) if weights.is_file() and model is not None else None
+    except Exception as e:  # noqa: BLE001 - any failure to load here is one Trainer would hit
+        return f"{weights.name} does not load ({short_error(e)})"
+    if wrong:
+        return wrong
+    for name in TRAINING_STATE:
         try:
-            if name in TRAINING_STATE:
-                torch.load(path / name, map_location="cpu", weights_only=True, mmap=True)
-            elif weights.is_file() and model is not None and (wrong := _weights_problem(weights, model)):
-                return wrong
-        except Exception as e:  # noqa: BLE001 - any failure to load here is one Trainer would hit
+            torch.load(path / name, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # noqa: BLE001
             return f"{name} does not load ({short_error(e)})"
     return None
 

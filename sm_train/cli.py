@@ -155,7 +155,7 @@ def train(argv: Sequence[str]) -> int:
             items = config.source_items(environment, argv)
             # A token in the environment (HF_TOKEN, as the README recommends) is scrubbed like a hyperparameter's.
             secrets = secret_values([*items, *((k, v) for k, v in os.environ.items() if k in TOKEN_VARIABLES)])
-            cfg = config.load(environment, argv)
+            cfg = config.parse(items, environment)  # the sources read once
         checkpoints = Path(cfg.training_args.output_dir)
         runner.run(cfg, environment)
     except BaseException as error:  # noqa: B036 - tokenizers' PanicException derives from BaseException

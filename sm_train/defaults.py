@@ -42,7 +42,7 @@ def sagemaker_defaults(
         # Rows of similar length share a batch: little padding, several times faster on skewed data (#9).
         "train_sampling_strategy": "group_by_length",  # transformers 5
         "group_by_length": True,  # transformers 4.x
-        **device.dataloader_defaults(hardware, env.num_cpus, max(env.num_gpus, 1)),
+        **device.dataloader_defaults(hardware, env.num_cpus, env.num_gpus),
         **precision,
         "output_dir": str(checkpoints),
         # Early-stopping patience and other callback state survive a spot restart (transformers#28544).

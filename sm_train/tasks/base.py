@@ -177,14 +177,9 @@ def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase)
 
 def token_lengths(features: Dataset) -> Any:
     """Each row's number of input tokens, read by Arrow (not row by row)."""
-    import pyarrow.compute as pc
-
-    column = features.select_columns(["input_ids"]).with_format("arrow")[:].column(0)
-    return pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    return pc.list_value_length(_arrow_column(features, "input_ids")).to_numpy(zero_copy_only=False)
 
 
 def length_order(features: Dataset) -> Any:
     """Positions of the rows, longest input first."""
-    import numpy as np
-
     return np.argsort(-token_lengths(features), kind="stable")
