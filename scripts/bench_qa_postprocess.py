@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -106,7 +107,9 @@ def main() -> None:
     examples, features, start_logits, end_logits = synthetic(options.examples)
 
     (expected, expected_metrics), baseline_seconds = timed(baseline, examples, features, start_logits, end_logits)
-    task = QuestionAnswering(QuestionAnsweringArgs(n_best_size=N_BEST, max_answer_length=MAX_ANSWER))
+    # Post-processing never tokenizes: the task only needs to know the length limit of the windows.
+    tokenizer = SimpleNamespace(model_max_length=384)
+    task = QuestionAnswering(QuestionAnsweringArgs(n_best_size=N_BEST, max_answer_length=MAX_ANSWER), tokenizer)
     _, set_eval_seconds = timed(task.set_eval, examples, features)
     prediction = EvalPrediction(predictions=(start_logits, end_logits), label_ids=None)
     metrics, metrics_seconds = timed(task.compute_metrics, prediction)

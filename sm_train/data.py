@@ -14,11 +14,11 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.fingerprint import generate_random_fingerprint
 
-from sm_train.errors import DataError
+from sm_train.errors import ConfigError, DataError
 from sm_train.readers import FORMATS, file_format, read_file
 
 if TYPE_CHECKING:
-    from sm_train.config import JobArgs
+    from sm_train.config import Config, JobArgs
     from sm_train.env import SageMakerEnv
 
 logger = logging.getLogger(__name__)
@@ -130,3 +130,30 @@ def missing_train_message(env: SageMakerEnv) -> str:
         "No training data: give the job a 'train' channel (estimator.fit({'train': 's3://...'})) or set the "
         f"train_file or dataset_name hyperparameter. Channels present: {present}."
     )
+
+
+def select_splits(cfg: Config, env: SageMakerEnv) -> DatasetDict:
+    """The raw splits a job uses: training and evaluation both happen when their data exists, unless set false."""
+    args, explicit = cfg.training_args, cfg.explicit
+    do_train = args.do_train or "do_train" not in explicit
+    do_eval = args.do_eval or "do_eval" not in explicit
+    raw = load_raw(cfg.job, env)
+    if do_train and "train" not in raw:
+        raise DataError(missing_train_message(env))
+    if "do_eval" in explicit and args.do_eval and "eval" not in raw:
+        raise DataError(
+            "do_eval=true but there is no evaluation data: add a 'validation' or 'test' channel, or set "
+            "validation_file."
+        )
+    for split, wanted in (("train", do_train), ("eval", do_eval)):
+        if not wanted and split in raw:
+            del raw[split]
+    if "train" in raw and "eval" not in raw and args.eval_strategy != "no":
+        patience = cfg.job.early_stopping_patience
+        setting = f"early_stopping_patience={patience}" if patience else f"eval_strategy={args.eval_strategy.value}"
+        raise DataError(
+            f"{setting} needs evaluation data: add a 'validation' or 'test' channel, or set validation_file."
+        )
+    if not raw:
+        raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
+    return raw

@@ -19,6 +19,14 @@ class ConfigError(UserError):
     """A hyperparameter is unknown, mistyped or inconsistent."""
 
 
+def require_at_least(minimum: int, unit: str = "", **values: float | None) -> None:
+    """Hyperparameters (name=value) that must be at least minimum when set: ConfigError naming the first that is not.
+    The one way sm_train says "must be at least N", for its own and every task's hyperparameters."""
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            raise ConfigError(f"Hyperparameter '{name}' must be at least {minimum}{unit}, got {value}.")
+
+
 class DataError(UserError):
     """A channel, file, column or label is missing or malformed."""
 

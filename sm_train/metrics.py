@@ -23,6 +23,8 @@ MAX_REGEX_LENGTH = 500
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+# Sentence ends, for ROUGE-Lsum without NLTK downloads.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 TRAINING_LOG_NAMES = ("loss", "grad_norm", "learning_rate", "epoch")
 TRAIN_RESULT_NAMES = (
@@ -138,3 +140,17 @@ def squad_metrics(
                 f"{group}_total": len(scores[group]),
             }
     return result
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-1/2/L/Lsum F-measures (0-100) with stemming; Lsum on newline-separated sentences, no NLTK downloads."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    totals = dict.fromkeys(("rouge1", "rouge2", "rougeL", "rougeLsum"), 0.0)
+    for prediction, reference in zip(predictions, references, strict=True):
+        scores = scorer.score("\n".join(SENTENCE_END.split(reference.strip())),
+                              "\n".join(SENTENCE_END.split(prediction.strip())))  # fmt: skip
+        for name in totals:
+            totals[name] += scores[name].fmeasure
+    return {name: 100 * total / max(len(predictions), 1) for name, total in totals.items()}

@@ -15,39 +15,12 @@ from sm_train.callbacks import SaveOrStop
 from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
-from sm_train.errors import ConfigError, DataError, interrupt_on_signal
+from sm_train.errors import interrupt_on_signal
 from sm_train.models import check_model_path, load, load_tokenizer
 from sm_train.tasks import Task
 from sm_train.tasks.base import length_order
 
 logger = logging.getLogger(__name__)
-
-
-def _splits(cfg: Config, env: SageMakerEnv) -> Any:
-    """The raw splits to use: training and evaluation both happen when their data exists, unless set false."""
-    args, explicit = cfg.training_args, cfg.explicit
-    do_train = args.do_train or "do_train" not in explicit
-    do_eval = args.do_eval or "do_eval" not in explicit
-    raw = data.load_raw(cfg.job, env)
-    if do_train and "train" not in raw:
-        raise DataError(data.missing_train_message(env))
-    if "do_eval" in explicit and args.do_eval and "eval" not in raw:
-        raise DataError(
-            "do_eval=true but there is no evaluation data: add a 'validation' or 'test' channel, or set "
-            "validation_file."
-        )
-    for split, wanted in (("train", do_train), ("eval", do_eval)):
-        if not wanted and split in raw:
-            del raw[split]
-    if "train" in raw and "eval" not in raw and args.eval_strategy != "no":
-        patience = cfg.job.early_stopping_patience
-        setting = f"early_stopping_patience={patience}" if patience else f"eval_strategy={args.eval_strategy.value}"
-        raise DataError(
-            f"{setting} needs evaluation data: add a 'validation' or 'test' channel, or set validation_file."
-        )
-    if not raw:
-        raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
-    return raw
 
 
 def _saves_checkpoints(cfg: Config) -> bool:
@@ -74,8 +47,7 @@ def _preprocess(
         datasets = dict(cached)
     else:
         datasets = {
-            split: task.preprocess(raw[split], tokenizer, training=split == "train", num_proc=cfg.job.num_proc)
-            for split in raw
+            split: task.preprocess(raw[split], training=split == "train", num_proc=cfg.job.num_proc) for split in raw
         }
         if key and env.local_rank == 0:
             cache.save(root, key, datasets)
@@ -114,9 +86,9 @@ def _run_identity(cfg: Config, task: Task, model_name: str, tokenizer: Any, fing
     """What a checkpoint records of this run, and a resumed one must match (trajectory.py). The evaluation data
     counts when evaluations pick the final model."""
     picks = cfg.training_args.load_best_model_at_end
-    data = {split: fingerprint for split, fingerprint in fingerprints.items() if split == "train" or picks}
+    kept = {split: fingerprint for split, fingerprint in fingerprints.items() if split == "train" or picks}
     tokens = cache.tokenizer_fingerprint(tokenizer)
-    return trajectory.identity(cfg, trajectory.model_fingerprint(model_name), tokens, data, task.card())
+    return trajectory.identity(cfg, trajectory.model_fingerprint(model_name), tokens, kept, task.card())
 
 
 def _resume_point(cfg: Config, env: SageMakerEnv, directory: Path, run: Any, model: Any) -> str | None:
@@ -154,13 +126,13 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     directory = Path(args.output_dir)
     claim.check_placement(directory, env)
     with interrupt_on_signal(lambda: _nothing_trained(directory)):
-        raw = _splits(cfg, env)
+        raw = data.select_splits(cfg, env)
         trains = "train" in raw
         if trains:
             _claim(cfg, env, directory)
         tokenizer = load_tokenizer(model_name, cfg.job.trust_remote_code)
-        task = cfg.task_cls(cfg.task_args)
-        task.prepare(raw, tokenizer)  # columns, labels and windows are checked before the model is loaded
+        task = cfg.task_cls(cfg.task_args, tokenizer)
+        raw = task.prepare(raw)  # columns, labels and windows are checked before the model is loaded
         fingerprints = cache.data_fingerprints(raw) if trains else {}
         run_id = _run_identity(cfg, task, model_name, tokenizer, fingerprints) if trains else None
 
@@ -168,7 +140,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         model = load(
             task.model_class, model_name, "model", trust_remote_code=cfg.job.trust_remote_code, **task.model_kwargs()
         )
-        task.configure(model, tokenizer, args)
+        task.configure(model, args)
         resume = _resume_point(cfg, env, directory, run_id, model) if trains else None
         with args.main_process_first(desc="preprocessing"):
             datasets = _preprocess(cfg, env, task, raw, tokenizer, model, fingerprints)
@@ -187,10 +159,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
                 "eval_samples": len(raw["eval"]),
             }
 
-        # One copy of the model: SageMaker merges every host's model dir into one model.tar.gz.
-        each_node, args.save_on_each_node = args.save_on_each_node, False
-        trainer.save_model(str(env.model_dir))  # every rank: Trainer gates the writes and gathers sharded weights
-        args.save_on_each_node = each_node
+        training.save_model(trainer, env.model_dir)
         if trainer.is_world_process_zero():
             outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
             task.write_predictions(env.output_data_dir)

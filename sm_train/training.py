@@ -3,6 +3,7 @@ signal, not past the end) and find the last evaluation. runner.py decides what t
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import signal
@@ -30,20 +31,22 @@ logger = logging.getLogger(__name__)
 def build_trainer(
     cfg: Config, env: SageMakerEnv, task: Task, model: Any, tokenizer: Any, datasets: dict[str, Any], run: Any
 ) -> Trainer:
-    # sm_train rotates checkpoints itself, after marking the newest complete (callbacks.CheckpointKeeper).
-    keep, cfg.training_args.save_total_limit = cfg.training_args.save_total_limit, None
+    # sm_train rotates checkpoints itself, after marking the newest complete (callbacks.CheckpointKeeper): Trainer
+    # gets its own copy of the arguments with its rotation off, and the job's configuration stays as resolved.
+    trainer_args = copy.copy(cfg.training_args)
+    trainer_args.save_total_limit = None
     trainer = task.trainer_class(
         model=model,
-        args=cfg.training_args,
+        args=trainer_args,
         train_dataset=datasets.get("train"),
         eval_dataset=datasets.get("eval"),
         processing_class=tokenizer,
-        data_collator=task.collator(tokenizer, model),
+        data_collator=task.collator(model),
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits,
         callbacks=[
             MetricLines(),
-            CheckpointKeeper(keep, run),
+            CheckpointKeeper(cfg.training_args.save_total_limit, run),
             NoStepPastTheEnd(),
             SaveOrStop(
                 cfg.job.sigterm_grace_seconds,
@@ -58,6 +61,17 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)
     _samplers(trainer)
     return trainer
+
+
+def save_model(trainer: Trainer, directory: Path) -> None:
+    """The deployable model, one copy: SageMaker merges every host's model dir into one model.tar.gz. Every rank
+    calls it: Trainer gates the writes and gathers sharded weights."""
+    args = trainer.args  # the Trainer's own copy (build_trainer)
+    each_node, args.save_on_each_node = args.save_on_each_node, False
+    try:
+        trainer.save_model(str(directory))
+    finally:
+        args.save_on_each_node = each_node
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):

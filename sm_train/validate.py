@@ -8,22 +8,21 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from sm_train.errors import ConfigError
+from sm_train.errors import ConfigError, require_at_least
 
 
 def validate(job: Any, args: TrainingArguments) -> None:
     """Values HfArgumentParser types correctly but Trainer would only reject deep inside a run."""
-    positive = {
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "per_device_eval_batch_size": args.per_device_eval_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "max_train_samples": job.max_train_samples,
-        "max_eval_samples": job.max_eval_samples,
-        "num_proc": job.num_proc,
-    }
-    for name, value in positive.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {value}.")
+    require_at_least(
+        1,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_train_samples=job.max_train_samples,
+        max_eval_samples=job.max_eval_samples,
+        num_proc=job.num_proc,
+        early_stopping_patience=job.early_stopping_patience,
+    )
     if args.max_steps <= 0 and args.num_train_epochs <= 0:
         raise ConfigError(
             f"Nothing to train: num_train_epochs={args.num_train_epochs} and max_steps={args.max_steps}; "
@@ -31,10 +30,6 @@ def validate(job: Any, args: TrainingArguments) -> None:
         )
     if job.save_every_minutes is not None and job.save_every_minutes <= 0:
         raise ConfigError(f"Hyperparameter 'save_every_minutes' must be positive, got {job.save_every_minutes}.")
-    if job.early_stopping_patience is not None and job.early_stopping_patience < 1:
-        raise ConfigError(
-            f"Hyperparameter 'early_stopping_patience' must be at least 1, got {job.early_stopping_patience}."
-        )
     if job.early_stopping_patience and args.eval_strategy == "no":
         raise ConfigError(
             "early_stopping_patience needs evaluations during training, and eval_strategy (or save_strategy) is 'no'; "

@@ -1,4 +1,5 @@
-"""Fake /opt/ml trees and the two ways to run a job on them: in-process, and through the real SageMaker toolkit."""
+"""Fake /opt/ml trees, the two ways to run a job on them (in-process, and through the real SageMaker toolkit), and what
+a finished job must show: its failure and its metric lines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -188,3 +190,29 @@ def kill_tree(process: subprocess.Popen) -> None:
     for member in everyone:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
+
+
+def assert_fails(job: Job, pattern: str) -> None:
+    """A failed job: a non-zero exit, the reason (pattern) on the first line of a short failure file, the traceback in
+    the log, and no model files."""
+    assert job.returncode != 0
+    failure = job.failure
+    assert failure is not None and len(failure) <= 1024
+    assert re.search(pattern, failure.splitlines()[0]), failure
+    assert "Traceback" in job.log  # the full traceback is in the log
+    assert not list(job.model_dir.iterdir()), "a failed job must leave no model files"
+
+
+def assert_metric_lines_captured(stdout: str, task: str) -> None:
+    """Every metric line a real job printed is read back, name and value, by exactly one of the definitions that
+    `python -m sm_train metric-definitions --task <task>` prints (tests/unit/test_cli.py: the same list)."""
+    from sm_train.metrics import metric_definitions
+    from sm_train.tasks import TASKS
+
+    definitions = metric_definitions(TASKS[task].metric_names)
+    lines = re.findall(r"^\[metric\] (\w+) = (\S+)$", stdout, flags=re.MULTILINE)
+    assert any(name.startswith("eval_") for name, _ in lines), "no evaluation metric lines in the log"
+    for name, value in lines:
+        line = f"[metric] {name} = {value}"
+        captured = [(d["Name"], found[1]) for d in definitions if (found := re.search(d["Regex"], line))]
+        assert captured == [(name, value)], f"metric-definitions --task {task} reads {line!r} as {captured}"

@@ -19,7 +19,26 @@ logger = logging.getLogger(__name__)
 
 
 class Task:
-    """How raw rows become model inputs and how predictions are scored."""
+    """How raw rows become model inputs and how predictions are scored.
+
+    A job (runner.run) uses a task in this order; each step may rely on the ones before it:
+
+    1. ``Task(args, tokenizer)``: built from its hyperparameters (``Args``) once the tokenizer has loaded; no data.
+    2. ``prepare(raw)``: the raw splits ("train" and/or "eval"), before any model loads. Check columns, labels and
+       tokenizer fit, remember what later steps read (columns, labels) and return the splits to use (rows dropped
+       or normalised in new datasets: the given dict is not changed). ``card()`` is read here for the run identity.
+    3. ``model_kwargs()``: extra from_pretrained arguments; then ``configure(model, training_args)``.
+    4. ``preprocess(split, training=..., num_proc=...)``: model inputs, per split. Skipped when an earlier attempt's
+       tokenized cache holds them: nothing a later step needs may be set here.
+    5. ``set_eval(examples, features)``: whenever there is evaluation data, after step 4 or the cache; the features
+       are in length order and ``eval_order`` maps them back to the examples.
+    6. ``collator(model)``: after the runner set ``pad_multiple`` for the device.
+    7. ``preprocess_logits`` and ``compute_metrics`` during every evaluation; ``compute_metrics`` keeps the
+       readable answers of the last one in ``predictions``.
+    8. ``write_predictions(directory)`` and ``card()`` after the final evaluation, on the main process.
+
+    Tasks never build a Trainer, resume, save or log metrics; runner.py and training.py do that for all of them.
+    """
 
     name: ClassVar[str]
     Args: ClassVar[type]  # dataclass of task hyperparameters (transformers-examples names)
@@ -29,35 +48,38 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]] = ()  # what compute_metrics returns, without the eval_ prefix
     training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
     best_metric: ClassVar[str | None] = None  # metric_for_best_model when load_best_model_at_end is on
-    # Batch lengths are padded up to a multiple of this (set by the runner for the device, device.pad_multiple); None:
-    # each batch to its longest row.
-    pad_multiple: int | None = None
-    # The evaluation features are ordered by length (length_order): eval_order[i] is the dataset position of the i-th.
-    eval_order: Any = None
 
-    def __init__(self, args: Any) -> None:
+    def __init__(self, args: Any, tokenizer: PreTrainedTokenizerBase) -> None:
         self.args = args
+        self.tokenizer = tokenizer
+        # Batch lengths are padded up to a multiple of this (set by the runner for the device, device.pad_multiple);
+        # None: each batch to its longest row.
+        self.pad_multiple: int | None = None
+        # The evaluation features are in length order (length_order): eval_order[i] is the dataset position of the
+        # i-th. None: in the data's order.
+        self.eval_order: Any = None
+        # The last evaluation's readable answers, for write_predictions; None before any evaluation.
+        self.predictions: Any = None
 
-    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Check columns, labels and tokenizer fit of the raw splits ('train', 'eval') before any model is loaded."""
-
-    def configure(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, args: TrainingArguments) -> None:
-        """Adjust the loaded model before training (e.g. its generation config)."""
+    def prepare(self, raw: DatasetDict) -> DatasetDict:
+        """Check the raw splits and return the ones to use (see the class docstring, step 2)."""
+        return raw
 
     def model_kwargs(self) -> dict[str, Any]:
         """Extra from_pretrained arguments (label maps, ...)."""
         return {}
 
-    def preprocess(
-        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
-    ) -> Dataset:
+    def configure(self, model: PreTrainedModel, args: TrainingArguments) -> None:
+        """Adjust the loaded model before training (e.g. its generation config)."""
+
+    def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
         """Model inputs (with labels) for one split; batched `map` with num_proc workers."""
         raise NotImplementedError
 
     def set_eval(self, examples: Dataset, features: Dataset) -> None:
         """The evaluation rows and the model inputs made from them, for tasks that map predictions back."""
 
-    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Callable | None:
+    def collator(self, model: PreTrainedModel) -> Callable | None:
         return None
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
@@ -130,13 +152,15 @@ def _arrow_column(split: Dataset, column: str) -> Any:
     return split.select_columns([column]).with_format("arrow")[:].column(0)
 
 
-def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str | None = None) -> None:
+def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str | None = None) -> DatasetDict:
     """Text columns ({column: its hyperparameter}) hold strings in every split. Anything else would be tokenized as
     its Python repr (a list<string> column trains on "['a', 'b']"), and numbers there mean the wrong column (#8).
 
     drop_blank_in: a column without which a row means nothing (a summary, a QA context): rows where it is empty or
-    only whitespace are dropped with a counted warning, and most rows blank fails the job (#8)."""
-    for where, split in list(raw.items()):
+    only whitespace are dropped with a counted warning, and most rows blank fails the job (#8). Returns the splits
+    (new ones where rows were dropped)."""
+    kept = DatasetDict()
+    for where, split in raw.items():
         for column, hyperparameter in columns.items():
             feature = split.features[column]
             if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
@@ -146,8 +170,10 @@ def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str |
                     "string per row. Join lists into one string (or cast numbers to strings) before uploading, or set "
                     f"{hyperparameter} to the column that holds the text (columns: {split.column_names})."
                 )
-        if drop_blank_in is not None:
-            raw[where] = _drop_blank(split, drop_blank_in, columns[drop_blank_in], where)
+        kept[where] = (
+            split if drop_blank_in is None else _drop_blank(split, drop_blank_in, columns[drop_blank_in], where)
+        )
+    return kept
 
 
 def _drop_blank(split: Dataset, column: str, hyperparameter: str, where: str) -> Dataset:

@@ -1,6 +1,6 @@
-"""The pure parts of extractive question answering: reading an answers value (answer_list), the evaluation windows
-read column by column (Windows), and best_answers(), which turns the windows' start/end logits back into one answer
-text per question."""
+"""The pure parts of extractive question answering: reading an answers value (answer_list), checking answer offsets
+(misplaced_answers), a window's training label (answer_tokens), the evaluation windows read column by column
+(Windows), and best_answers(), which turns the windows' start/end logits back into one answer text per question."""
 
 from __future__ import annotations
 
@@ -23,6 +23,27 @@ def answer_list(value: Any) -> dict[str, list]:
     if isinstance(value, list):
         value = {"text": [a["text"] for a in value], "answer_start": [a["answer_start"] for a in value]}
     return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in value.get("answer_start") or []]}
+
+
+def misplaced_answers(contexts: list[str], answers: list[dict[str, list]]) -> tuple[int, int]:
+    """(answered rows, rows whose first answer_start does not point at its text in the context)."""
+    answered = [(c, a["answer_start"][0], a["text"][0]) for c, a in zip(contexts, answers, strict=True) if a["text"]]
+    return len(answered), sum(1 for c, start, text in answered if c[start : start + len(text)] != text)
+
+
+def answer_tokens(answer: dict[str, list], offsets: list, context_tokens: list[int], cls: int) -> tuple[int, int]:
+    """The training label of one window: the first and last token of the answer's first span, or (cls, cls) when the
+    window does not hold it whole (or the question has no answer, or the context part has no tokens)."""
+    if not (answer["text"] and context_tokens):
+        return cls, cls
+    start_char = answer["answer_start"][0]
+    end_char = start_char + len(answer["text"][0])
+    first, last = context_tokens[0], context_tokens[-1]
+    if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
+        return cls, cls
+    start = next(t for t in range(first, last + 1) if offsets[t][1] > start_char)
+    end = next(t for t in range(last, first - 1, -1) if offsets[t][0] < end_char)
+    return start, end
 
 
 @dataclass(frozen=True)

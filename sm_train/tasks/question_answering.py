@@ -22,10 +22,10 @@ from transformers import (
     default_data_collator,
 )
 
-from sm_train.errors import ConfigError, DataError
+from sm_train.errors import ConfigError, DataError, require_at_least
 from sm_train.metrics import squad_metrics
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
-from sm_train.tasks.qa_spans import ANSWER_TYPE, Windows, answer_list, best_answers
+from sm_train.tasks.qa_spans import ANSWER_TYPE, Windows, answer_list, answer_tokens, best_answers, misplaced_answers
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,12 @@ class QuestionAnsweringArgs:
                 f"doc_stride={self.doc_stride} must be smaller than max_seq_length={self.max_seq_length} "
                 "(it is the overlap between windows, and the question takes room too)."
             )
-        for name in ("max_seq_length", "n_best_size", "max_answer_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {getattr(self, name)}.")
+        require_at_least(
+            1,
+            max_seq_length=self.max_seq_length,
+            n_best_size=self.n_best_size,
+            max_answer_length=self.max_answer_length,
+        )
 
 
 class QuestionAnswering(Task):
@@ -67,23 +70,31 @@ class QuestionAnswering(Task):
     )  # fmt: skip
     best_metric = "f1"  # QA evaluation is judged by F1; its loss on windows says little
 
-    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
-        args = self.args
+    def __init__(self, args: QuestionAnsweringArgs, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__(args, tokenizer)
+        self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
+        # What evaluations map the windows' logits back to (set_eval), and the last one's n-best lists.
+        self.eval_contexts: dict[str, str] = {}
+        self.eval_references: dict[str, list[str]] = {}
+        self.eval_windows: Windows | None = None
+        self.nbest: dict[str, Any] = {}
+
+    def prepare(self, raw: DatasetDict) -> DatasetDict:
+        args, tokenizer = self.args, self.tokenizer
         if not tokenizer.is_fast:
             raise ConfigError(
                 f"question-answering needs a fast tokenizer (offset mapping); {type(tokenizer).__name__} is a slow "
                 "one. Use a model that ships tokenizer.json."
             )
-        self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
         reference = reference_split(raw)
         texts = {args.question_column: "question_column", args.context_column: "context_column"}
         for column, hyperparameter in texts.items():
             find_column(raw[reference], column, (), hyperparameter, reference)
         require_columns(raw, texts, reference)
         # An empty context holds no answer (and crashed the window labelling): those rows go, counted.
-        require_text(raw, texts, drop_blank_in=args.context_column)
-        for split_name in list(raw):
-            split = raw[split_name]
+        raw = require_text(raw, texts, drop_blank_in=args.context_column)
+        prepared = DatasetDict()
+        for split_name, split in raw.items():
             # Answers may be empty lists (unanswerable questions), but the column must be there.
             find_column(split, args.answer_column, (), "answer_column", split_name)
             if "id" not in split.column_names or len(set(split["id"])) != len(split):
@@ -94,9 +105,10 @@ class QuestionAnswering(Task):
                 split = split.add_column("id", [str(i) for i in range(len(split))])
             features = split.features.copy()
             features.update({args.answer_column: ANSWER_TYPE, "id": Value("string")})
-            raw[split_name] = split.map(self._normalize, batched=True, features=features, desc="Reading answers")
-            self._check_answers(raw[split_name], split_name)
-            self._check_stride(raw[split_name], tokenizer)
+            prepared[split_name] = split.map(self._normalize, batched=True, features=features, desc="Reading answers")
+            self._check_answers(prepared[split_name], split_name)
+            self._check_stride(prepared[split_name])
+        return prepared
 
     def _normalize(self, batch: dict[str, list]) -> dict[str, list]:
         answers = []
@@ -112,38 +124,29 @@ class QuestionAnswering(Task):
 
     def _check_answers(self, split: Dataset, where: str) -> None:
         """answer_start must point at the answer text in the context; fail when most rows disagree."""
-        contexts, answers = split[self.args.context_column], split[self.args.answer_column]
-        answered = [(c, a) for c, a in zip(contexts, answers, strict=True) if a["text"]]
-        wrong = sum(
-            1
-            for c, a in answered
-            if c[a["answer_start"][0] : a["answer_start"][0] + len(a["text"][0])] != a["text"][0]
-        )
-        unanswerable = len(split) - len(answered)
-        if unanswerable and not self.args.version_2_with_negative:
+        answered, wrong = misplaced_answers(split[self.args.context_column], split[self.args.answer_column])
+        if answered < len(split) and not self.args.version_2_with_negative:
             logger.warning(
                 "%d %s questions have no answer: set version_2_with_negative=true to let the model predict none",
-                unanswerable,
+                len(split) - answered,
                 where,
             )
         if wrong:
             message = (
-                f"{wrong} of {len(answered)} answered {where} rows have an answer_start that does not point at the "
+                f"{wrong} of {answered} answered {where} rows have an answer_start that does not point at the "
                 "answer text in the context"
             )
-            if wrong * 2 > len(answered):
+            if wrong * 2 > answered:
                 raise DataError(f"{message}; answer_start must be the character offset of the answer in the context.")
             logger.warning("%s; their training labels may be wrong", message)
 
-    def preprocess(
-        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
-    ) -> Dataset:
+    def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
         return split.map(
             self._windows,
             batched=True,
             remove_columns=split.column_names,
             num_proc=num_proc,
-            fn_kwargs={"tokenizer": tokenizer, "keep_offsets": not training},
+            fn_kwargs={"keep_offsets": not training},
             desc="Tokenizing into windows",
         )
 
@@ -156,8 +159,9 @@ class QuestionAnswering(Task):
         columns = features.select_columns(["example_id", "offset_mapping", "cls_index"])
         self.eval_windows = Windows.from_table(columns.with_format("arrow")[:])
 
-    def _check_stride(self, split: Dataset, tokenizer: PreTrainedTokenizerBase) -> None:
+    def _check_stride(self, split: Dataset) -> None:
         """A stride that leaves no room for the question makes the tokenizer panic (a Rust panic, not an error)."""
+        tokenizer = self.tokenizer
         longest = max(
             (
                 len(ids)
@@ -173,10 +177,8 @@ class QuestionAnswering(Task):
                 f"tokens. Use doc_stride < {max(room, 1)} or a larger max_seq_length."
             )
 
-    def _windows(
-        self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, keep_offsets: bool
-    ) -> dict[str, Any]:
-        args = self.args
+    def _windows(self, batch: dict[str, list], keep_offsets: bool) -> dict[str, Any]:
+        args, tokenizer = self.args, self.tokenizer
         pad_on_right = tokenizer.padding_side == "right"
         questions = [q.lstrip() for q in batch[args.question_column]]
         contexts = batch[args.context_column]
@@ -200,15 +202,8 @@ class QuestionAnswering(Task):
             sequence_ids = encoded.sequence_ids(i)
             sample = sample_map[i]
             answer = batch[args.answer_column][sample]
-            start = end = cls
             context_tokens = [t for t, s in enumerate(sequence_ids) if s == context_id]
-            if answer["text"] and context_tokens:  # a context that tokenizes to nothing cannot hold the answer
-                start_char = answer["answer_start"][0]
-                end_char = start_char + len(answer["text"][0])
-                first, last = context_tokens[0], context_tokens[-1]
-                if offsets[first][0] <= start_char and offsets[last][1] >= end_char:
-                    start = next(t for t in range(first, last + 1) if offsets[t][1] > start_char)
-                    end = next(t for t in range(last, first - 1, -1) if offsets[t][0] < end_char)
+            start, end = answer_tokens(answer, offsets, context_tokens, cls)
             starts.append(start)
             ends.append(end)
             cls_indexes.append(cls)
@@ -219,10 +214,10 @@ class QuestionAnswering(Task):
             encoded |= {"example_id": example_ids, "offset_mapping": kept_offsets, "cls_index": cls_indexes}
         return encoded
 
-    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> Any:
+    def collator(self, model: PreTrainedModel) -> Any:
         if self.args.pad_to_max_length:
             return default_data_collator
-        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=self.pad_multiple)
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_multiple)
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         start_logits, end_logits = prediction.predictions[:2]
@@ -240,7 +235,7 @@ class QuestionAnswering(Task):
         return squad_metrics(self.predictions, self.eval_references, args.version_2_with_negative)
 
     def write_predictions(self, directory: Path) -> None:
-        if getattr(self, "predictions", None) is None:
+        if self.predictions is None:
             return
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "eval_predictions.json").write_text(json.dumps(self.predictions, indent=2, ensure_ascii=False))

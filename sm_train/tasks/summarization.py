@@ -8,7 +8,6 @@ config, so the saved model summarizes the same way (not cut at transformers' def
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,15 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
-from sm_train.errors import ConfigError, DataError
-from sm_train.tasks.base import Task, find_column, reference_split, require_columns, require_text
+from sm_train.errors import DataError, require_at_least
+from sm_train.metrics import rouge
+from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 
 logger = logging.getLogger(__name__)
 
 # (text, summary) column pairs of well-known datasets: samsum/dialogsum, xsum, cnn_dailymail, and the generic one.
 KNOWN_LAYOUTS = (("dialogue", "summary"), ("document", "summary"), ("article", "highlights"), ("text", "summary"))
 LABEL_PAD = -100  # ignored by the loss; must become the pad id before decoding (else OverflowError)
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
@@ -54,24 +53,12 @@ class SummarizationArgs:
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_source_length", "max_target_length", "val_max_target_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"Hyperparameter '{name}' must be at least 1, got {value}.")
-
-
-def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """ROUGE-1/2/L/Lsum F-measures (0-100) with stemming; Lsum on newline-separated sentences, no NLTK downloads."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
-    totals = dict.fromkeys(("rouge1", "rouge2", "rougeL", "rougeLsum"), 0.0)
-    for prediction, reference in zip(predictions, references, strict=True):
-        scores = scorer.score("\n".join(SENTENCE_END.split(reference.strip())),
-                              "\n".join(SENTENCE_END.split(prediction.strip())))  # fmt: skip
-        for name in totals:
-            totals[name] += scores[name].fmeasure
-    return {name: 100 * total / max(len(predictions), 1) for name, total in totals.items()}
+        require_at_least(
+            1,
+            max_source_length=self.max_source_length,
+            max_target_length=self.max_target_length,
+            val_max_target_length=self.val_max_target_length,
+        )
 
 
 def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
@@ -90,14 +77,19 @@ class Summarization(Task):
     # Evaluation generates summaries; predictions move to the CPU every 16 steps so memory stays bounded.
     training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}
 
-    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, args: SummarizationArgs, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__(args, tokenizer)
+        self.max_source_length = capped_length("max_source_length", args.max_source_length, tokenizer)
+        self.prefix = args.source_prefix  # resolved for the model in configure
+        self.text_column = self.summary_column = ""  # found in prepare
+
+    def prepare(self, raw: DatasetDict) -> DatasetDict:
         reference = reference_split(raw)
         self.text_column, self.summary_column = self._columns(raw[reference], reference)
         require_columns(raw, (self.text_column, self.summary_column), reference)
         # A blank summary teaches the model to stop at once, and scores ROUGE 0 in evaluation whatever it writes.
         texts = {self.text_column: "text_column", self.summary_column: "summary_column"}
-        require_text(raw, texts, drop_blank_in=self.summary_column)
-        self.tokenizer = tokenizer
+        return require_text(raw, texts, drop_blank_in=self.summary_column)
 
     def _columns(self, split: Dataset, where: str) -> tuple[str, str]:
         args, columns = self.args, split.column_names
@@ -113,7 +105,7 @@ class Summarization(Task):
             f"text_column and summary_column hyperparameters. Known layouts: {KNOWN_LAYOUTS}."
         )
 
-    def configure(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, args: Any) -> None:
+    def configure(self, model: PreTrainedModel, args: Any) -> None:
         """Prefix for T5 models, and the generation settings evaluation uses written into the model's config."""
         self.prefix = self.args.source_prefix
         if self.prefix is None and "t5" in (model.config.model_type or ""):
@@ -122,18 +114,13 @@ class Summarization(Task):
         self.prefix = self.prefix or ""
         # Saved in config.json: transformers' summarization pipelines (4.x, the inference toolkit) prepend it.
         model.config.prefix = self.prefix or None
-        self.max_source_length = min(self.args.max_source_length, tokenizer.model_max_length)
-        if self.max_source_length < self.args.max_source_length:
-            logger.info("max_source_length capped at the model's %d tokens", self.max_source_length)
         generation = model.generation_config
         max_length = args.generation_max_length or self.args.val_max_target_length or self.args.max_target_length
         num_beams = args.generation_num_beams or generation.num_beams or 1
         generation.max_length, generation.max_new_tokens, generation.num_beams = max_length, None, num_beams
         logger.info("generation: max_length=%d num_beams=%d (evaluation and the saved model)", max_length, num_beams)
 
-    def preprocess(
-        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
-    ) -> Dataset:
+    def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
         target_length = self.args.max_target_length if training else (
             self.args.val_max_target_length or self.args.max_target_length
         )  # fmt: skip
@@ -143,6 +130,7 @@ class Summarization(Task):
             self.prefix,
             self.max_source_length,
         )
+        tokenizer = self.tokenizer
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
             inputs = tokenizer([prefix + str(t) for t in batch[text]], max_length=source_length, truncation=True)
@@ -152,10 +140,10 @@ class Summarization(Task):
 
         return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
-    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorForSeq2Seq:
+    def collator(self, model: PreTrainedModel) -> DataCollatorForSeq2Seq:
         # Inputs and labels alike are padded to the multiple.
         return DataCollatorForSeq2Seq(
-            tokenizer, model=model, label_pad_token_id=LABEL_PAD, pad_to_multiple_of=self.pad_multiple
+            self.tokenizer, model=model, label_pad_token_id=LABEL_PAD, pad_to_multiple_of=self.pad_multiple
         )
 
     def preprocess_logits(self, logits: Any, labels: Any) -> Any:
@@ -173,11 +161,11 @@ class Summarization(Task):
         return {**rouge(decoded, references), "gen_len": float(np.mean(lengths))}
 
     def write_predictions(self, directory: Path) -> None:
-        if getattr(self, "predictions", None) is None:
+        if self.predictions is None:
             return
         directory.mkdir(parents=True, exist_ok=True)
         lines = (prediction.replace("\n", " ") for prediction in self.predictions)
         (directory / "generated_predictions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def card(self) -> dict[str, Any]:
-        return {"source_prefix": getattr(self, "prefix", self.args.source_prefix)}
+        return {"source_prefix": self.prefix}

@@ -16,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from sm_train.errors import ConfigError, DataError
+from sm_train.errors import DataError, require_at_least
 from sm_train.metrics import classification_metrics
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 
@@ -33,8 +33,7 @@ class TextClassificationArgs:
     )
 
     def __post_init__(self) -> None:
-        if self.max_seq_length is not None and self.max_seq_length < 8:
-            raise ConfigError(f"Hyperparameter 'max_seq_length' must be at least 8 tokens, got {self.max_seq_length}.")
+        require_at_least(8, " tokens", max_seq_length=self.max_seq_length)
 
 
 class TextClassification(Task):
@@ -43,13 +42,24 @@ class TextClassification(Task):
     model_class = AutoModelForSequenceClassification
     metric_names = ("accuracy", "f1", "precision", "recall")
 
-    def prepare(self, raw: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, args: TextClassificationArgs, tokenizer: PreTrainedTokenizerBase) -> None:
+        super().__init__(args, tokenizer)
+        requested = args.max_seq_length or min(512, tokenizer.model_max_length)
+        self.max_length = capped_length("max_seq_length", requested, tokenizer)
+        # Found in prepare: the columns, and the labels as the model will know them.
+        self.pretokenized = False
+        self.label_column, self.text_column = "", None
+        self.string_labels = False
+        self.label_names: list[str] = []
+        self.label2id: dict[Any, int] = {}
+
+    def prepare(self, raw: DatasetDict) -> DatasetDict:
         where = reference_split(raw)
         reference = raw[where]
         self.pretokenized = "input_ids" in reference.column_names
         self.label_column = find_column(reference, self.args.label_column, ("label", "labels"), "label_column", where)
         columns = [self.label_column]
-        self.text_column, texts = None, {}
+        texts = {}
         if self.pretokenized:
             columns.append("input_ids")
         else:
@@ -61,12 +71,11 @@ class TextClassification(Task):
                 pair = find_column(reference, self.args.text_pair_column, (), "text_pair_column", where)
                 texts[pair] = "text_pair_column"
         require_columns(raw, [*columns, *texts], where)
-        require_text(raw, texts)
+        raw = require_text(raw, texts)
         feature = reference.features[self.label_column]
-        self.string_labels = False
         if isinstance(feature, ClassLabel):
             self.label_names = list(feature.names)
-            self.label2id: dict[Any, int] = {i: i for i in range(len(self.label_names))}
+            self.label2id = {i: i for i in range(len(self.label_names))}
         else:
             values = self._label_values(reference, where)
             self.string_labels = any(isinstance(v, str) for v in values)
@@ -83,6 +92,7 @@ class TextClassification(Task):
         if len(self.label_names) < 2:
             raise DataError(f"Column {self.label_column!r} has a single label {self.label_names}; need at least two.")
         logger.info("%d labels: %s", len(self.label_names), self.label_names[:20])
+        return raw
 
     def _label_values(self, split: Dataset, where: str) -> list[Any]:
         values = split.unique(self.label_column)
@@ -115,9 +125,7 @@ class TextClassification(Task):
             "ignore_mismatched_sizes": True,
         }
 
-    def preprocess(
-        self, split: Dataset, tokenizer: PreTrainedTokenizerBase, *, training: bool, num_proc: int | None = None
-    ) -> Dataset:
+    def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
         label_column, label2id, label_key = self.label_column, self.label2id, self.label_key
         if self.pretokenized:
             logger.info("the data is already tokenized (input_ids): using it as is, with labels mapped to ids")
@@ -128,10 +136,12 @@ class TextClassification(Task):
                 num_proc=num_proc,
                 desc="Mapping labels",
             )
-        max_length = capped_length(
-            "max_seq_length", self.args.max_seq_length or min(512, tokenizer.model_max_length), tokenizer
+        text, pair, max_length, tokenizer = (
+            self.text_column,
+            self.args.text_pair_column,
+            self.max_length,
+            self.tokenizer,
         )
-        text, pair = self.text_column, self.args.text_pair_column
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
             texts = [str(t) for t in batch[text]]
@@ -142,10 +152,10 @@ class TextClassification(Task):
 
         return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
-    def collator(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> DataCollatorWithPadding:
+    def collator(self, model: PreTrainedModel) -> DataCollatorWithPadding:
         # Dynamic padding: each batch to its own longest row (rounded up to the multiple on a GPU), never every row
         # to max_seq_length.
-        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=self.pad_multiple)
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_multiple)
 
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions

@@ -1,3 +1,5 @@
+"""e2e fixtures and helpers: the repository as source_dir, and serving a saved model on transformers 4.x."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Whole jobs run in-process (fast): task behaviour, train/eval switches and failure handling."""
+"""Whole jobs run in-process (fast): task behaviour and train/eval switches (failures: tests/e2e/test_failures.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from sm_train import cli, runner
+from sm_train import cli
 from tests import tiny
 from tests.jobs import Job, make_tree, write_rows
 
@@ -85,89 +85,6 @@ def test_hub_dataset_code_path_with_a_local_dataset(tmp_path, monkeypatch, tiny_
 def test_the_model_channel_is_the_default_model(tmp_path, monkeypatch, tiny_encoder) -> None:
     job = run(tmp_path, monkeypatch, FAST, {**channels(tmp_path, ROWS), "model": tiny_encoder})
     assert job.returncode == 0, job.failure
-
-
-@pytest.mark.parametrize(
-    ("hps", "train", "evaluation", "pattern"),
-    [
-        ({"do_eval": True}, ROWS, None, r"do_eval=true but there is no evaluation data"),
-        ({}, [{**r, "label": None} for r in ROWS[:3]] + ROWS, None, r"Column 'label' of the train data has 3 empty"),
-        ({}, [{**r, "label": "pos"} for r in ROWS], None, r"single label \['pos'\]; need at least two"),
-        ({}, [{**r, "label": i / 2} for i, r in enumerate(ROWS)], None, r"non-integer numbers"),
-        ({"label_column": "stars"}, ROWS, None, r"label_column='stars': no such column in the train data"),
-        ({}, [{"body": r["text"], "label": r["label"]} for r in ROWS], None, r"no 'text' or 'sentence' column"),
-        ({"text_column": "body"}, ROWS, [{"body": "x", "label": "pos"}], r"data has no 'text'|no such column .*train"),
-        ({}, ROWS, [{"sentence": "x", "label": "pos"}], r"The eval data has no 'text' column, which the train data"),
-        (
-            {"text_pair_column": "pair"},
-            [{**r, "pair": None if i < 2 else "x"} for i, r in enumerate(ROWS)],
-            None,
-            r"Column 'pair' of the train data has 2 empty values",
-        ),  # fmt: skip
-        ({"eval_strategy": "epoch"}, ROWS, None, r"eval_strategy=epoch needs evaluation data"),
-        ({"early_stopping_patience": 2}, ROWS, None, r"early_stopping_patience=2 needs evaluation data"),
-    ],
-)
-def test_data_problems_fail_before_the_model_loads(
-    tmp_path, monkeypatch, tiny_encoder, hps, train, evaluation, pattern
-) -> None:
-    load = runner.load
-
-    def no_model(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
-        assert what != "model", "the model must not be loaded for bad data"
-        return load(loader, name, what, **kwargs)
-
-    monkeypatch.setattr(runner, "load", no_model)
-    job = run(
-        tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), **hps}, channels(tmp_path, train, evaluation)
-    )
-    assert job.returncode == 1
-    assert job.failure is not None and __import__("re").search(pattern, job.failure), job.failure
-
-
-def test_model_dir_without_config(tmp_path, monkeypatch) -> None:
-    (tmp_path / "notamodel").mkdir()
-    (tmp_path / "notamodel" / "weights.bin").write_text("x")
-    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tmp_path / "notamodel")}, channels(tmp_path, ROWS))
-    assert job.returncode == 1 and "has no config.json (found: weights.bin)" in job.failure
-
-
-def test_unexpected_errors_write_a_redacted_failure_and_clean_up(tmp_path, monkeypatch, tiny_encoder) -> None:
-    def explode(cfg: Any, env: Any) -> None:
-        (env.model_dir / "model.safetensors").write_text("half written")
-        (env.model_dir / "sub").mkdir()
-        raise RuntimeError("boom while using token hf_Secret123 " + "x" * 2000)
-
-    monkeypatch.setattr(runner, "run", explode)
-    hps = {"model_name_or_path": str(tiny_encoder), "hub_token": "hf_Secret123"}
-    job = make_tree(tmp_path, hps, channels(tmp_path, ROWS))
-    (job.model_dir / "kept.txt").write_text("was there before the job")
-    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
-    assert cli.main(["train"]) == 1
-    failure = job.failure
-    assert failure.startswith("RuntimeError: boom while using token *** x")
-    assert "hf_Secret123" not in failure and len(failure) <= 1024
-    assert sorted(p.name for p in job.model_dir.iterdir()) == ["kept.txt"]
-
-
-def test_base_exceptions_like_tokenizer_panics_are_caught(tmp_path, monkeypatch, tiny_encoder) -> None:
-    class PanicException(BaseException):  # what the tokenizers Rust bindings raise
-        pass
-
-    def panic(cfg: Any, env: Any) -> None:
-        raise PanicException("assertion failed: stride < max_len")
-
-    monkeypatch.setattr(runner, "run", panic)
-    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder)}, channels(tmp_path, ROWS))
-    assert job.returncode == 1 and job.failure.startswith("PanicException: assertion failed")
-
-
-def test_an_existing_failure_file_is_kept(tmp_path, monkeypatch) -> None:
-    job = make_tree(tmp_path, {"learning_rat": 1}, {})
-    (job.root / "output" / "failure").write_text("first error, from another rank")
-    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
-    assert cli.main(["train"]) == 1
-    assert job.failure == "first error, from another rank"
 
 
 def test_argv_outside_sagemaker(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:

@@ -81,7 +81,7 @@ def test_evaluation_runs_longest_first_and_answers_in_dataset_order(tmp_path, mo
     features = Dataset.from_dict({"input_ids": [[1], [1, 2, 3], [1, 2], [1, 2, 3]]})
     order = length_order(features)
     assert order.tolist() == [1, 3, 2, 0]
-    task = Task(None)
+    task = Task(None, None)
     task.eval_order = order
     assert task.in_dataset_order(["b", "d", "c", "a"]) == ["a", "b", "c", "d"]
 

@@ -65,6 +65,7 @@ def test_a_restart_resumes_only_the_same_run(tmp_path, monkeypatch, tiny_encoder
     written = json.loads((job.output_data_dir / "sm_train_config.json").read_text())
     assert written["resumed_from"].endswith("checkpoint-4")
     assert written["training_args"]["learning_rate"] == 5e-05
+    assert written["training_args"]["save_total_limit"] == 5  # as resolved: Trainer's copy has rotation off
 
     # resume=never: a fresh run; the earlier run's checkpoints are moved aside, not deleted.
     new_attempt(job)

@@ -14,16 +14,13 @@ from sm_train.metrics import metric_definitions
 from sm_train.tasks import TASKS
 from tests import tiny
 from tests.e2e.conftest import serve
-from tests.jobs import Job, make_tree, run_toolkit, write_rows
+from tests.e2e.test_failures import bad, sentiment
+from tests.jobs import Job, assert_fails, assert_metric_lines_captured, make_tree, run_toolkit, write_rows
 
 pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
 
 LEARN = {"learning_rate": 3e-3, "epochs": 10, "train_batch_size": 16, "logging_steps": 5, "seed": 1}
 NOT_DEPLOYABLE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "trainer_state.json")
-
-
-def sentiment(n: int, seed: int = 0) -> list[dict]:
-    return [{"review": text, "sentiment": label} for text, label in tiny.sentences(n, seed)]
 
 
 @pytest.fixture(scope="module")
@@ -181,92 +178,9 @@ def test_pretokenized_save_to_disk_channels(tmp_path: Path, tiny_encoder: Path, 
     assert config["id2label"] == {"0": "negative", "1": "positive"}
 
 
-def bad(tmp_path: Path, **change) -> tuple[dict, dict]:
-    """A valid job's hyperparameters and channels, with one thing changed."""
-    write_rows(tmp_path / "train" / "train.csv", sentiment(16))
-    write_rows(tmp_path / "validation" / "val.csv", sentiment(8, seed=2))
-    hps = {"text_column": "review", "label_column": "sentiment", "epochs": 1}
-    return {**hps, **change}, {"train": tmp_path / "train", "validation": tmp_path / "validation"}
-
-
-def corrupt(path: Path, text: str) -> None:
-    path.write_text(text)
-
-
-FAILURES = {
-    "misspelled key": (lambda t: bad(t, learning_rat=1e-4), r"Unknown hyperparameter 'learning_rat'.*learning_rate"),
-    "wrong type": (
-        lambda t: bad(t, learning_rate="fast"),
-        r"Hyperparameter 'learning_rate' must be a number, got 'fast'",
-    ),
-    "unknown task": (lambda t: bad(t, task="translation"), r"Unknown task 'translation'. Supported tasks:"),
-    "batch size 0": (
-        lambda t: bad(t, per_device_train_batch_size=0),
-        r"'per_device_train_batch_size' must be at least 1",
-    ),
-    "missing column": (
-        lambda t: bad(t, text_column="body"),
-        r"text_column='body': no such column .*\['review', 'sentiment'\]",
-    ),
-    "missing model": (
-        lambda t: bad(t, model_name_or_path="/opt/ml/input/data/nomodel"),
-        r"model_name_or_path='/opt/ml/input/data/nomodel' does not exist",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(FAILURES))
-def test_bad_hyperparameters_fail_with_a_specific_reason(
-    case: str, tmp_path: Path, tiny_encoder: Path, source: Path
-) -> None:
-    make, pattern = FAILURES[case]
-    hps, channels = make(tmp_path)
-    hps.setdefault("model_name_or_path", str(tiny_encoder))
-    assert_fails(run_toolkit(make_tree(tmp_path, hps, channels, source=source)), pattern)
-
-
-def assert_metric_lines_captured(stdout: str, task: str) -> None:
-    """Every metric line a real job printed is read back, name and value, by exactly one of the definitions that
-    `python -m sm_train metric-definitions --task <task>` prints (tests/unit/test_messages.py: the same list)."""
-    definitions = metric_definitions(TASKS[task].metric_names)
-    lines = re.findall(r"^\[metric\] (\w+) = (\S+)$", stdout, flags=re.MULTILINE)
-    assert any(name.startswith("eval_") for name, _ in lines), "no evaluation metric lines in the log"
-    for name, value in lines:
-        line = f"[metric] {name} = {value}"
-        captured = [(d["Name"], found[1]) for d in definitions if (found := re.search(d["Regex"], line))]
-        assert captured == [(name, value)], f"metric-definitions --task {task} reads {line!r} as {captured}"
-
-
-def assert_fails(job: Job, pattern: str) -> None:
-    assert job.returncode != 0
-    failure = job.failure
-    assert failure is not None and len(failure) <= 1024
-    assert re.search(pattern, failure.splitlines()[0]), failure
-    assert "Traceback" in job.log  # the full traceback is in the log
-    assert not list(job.model_dir.iterdir()), "a failed job must leave no model files"
-
-
 def test_missing_train_channel(tmp_path: Path, tiny_encoder: Path, source: Path) -> None:
+    """The one failure through the toolkit: its exit code, the failure file and the traceback in its log (every
+    failure reason is checked in-process, in tests/e2e/test_failures.py)."""
     hps, channels = bad(tmp_path, model_name_or_path=str(tiny_encoder))
     job = run_toolkit(make_tree(tmp_path, hps, {"validation": channels["validation"]}, source=source))
     assert_fails(job, r"No training data: give the job a 'train' channel.*Channels present: validation")
-
-
-@pytest.mark.parametrize(
-    ("content", "pattern"),
-    [
-        ("review,sentiment\n", r"The train data from the train channel has no rows"),
-        ("review,sentiment\na,pos\nb,neg,extra\n", r"train.csv does not parse as CSV: .*line 3"),
-    ],
-)
-def test_bad_data_files(tmp_path: Path, tiny_encoder: Path, source: Path, content: str, pattern: str) -> None:
-    hps, channels = bad(tmp_path, model_name_or_path=str(tiny_encoder))
-    corrupt(tmp_path / "train" / "train.csv", content)
-    assert_fails(run_toolkit(make_tree(tmp_path, hps, channels, source=source)), pattern)
-
-
-def test_unseen_evaluation_label(tmp_path: Path, tiny_encoder: Path, source: Path) -> None:
-    hps, channels = bad(tmp_path, model_name_or_path=str(tiny_encoder))
-    write_rows(tmp_path / "validation" / "val.csv", [{"review": "so so", "sentiment": "meh"}, *sentiment(4)])
-    job = run_toolkit(make_tree(tmp_path, hps, channels, source=source))
-    assert_fails(job, r"Evaluation labels \['meh'\] do not occur in the training data")

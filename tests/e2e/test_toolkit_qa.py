@@ -13,8 +13,7 @@ from sm_train.metrics import metric_definitions
 from sm_train.tasks import TASKS
 from tests import tiny
 from tests.e2e.conftest import serve
-from tests.e2e.test_toolkit_classification import assert_fails, assert_metric_lines_captured
-from tests.jobs import Job, make_tree, run_toolkit, write_rows
+from tests.jobs import Job, assert_fails, assert_metric_lines_captured, make_tree, run_toolkit, write_rows
 
 pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
 
@@ -134,6 +133,7 @@ def test_nested_squad_v2_with_unanswerable_questions(tmp_path: Path, source: Pat
 
 
 def test_doc_stride_without_room_fails_before_training(tmp_path: Path, source: Path) -> None:
+    """The one failure through the toolkit (checked in-process too, in tests/e2e/test_failures.py)."""
     encoder = tiny.build_encoder(tmp_path / "encoder")
     write_rows(tmp_path / "train" / "t.jsonl", tiny.qa_rows(8))
     hps = {"model_name_or_path": str(encoder), **LEARN, "doc_stride": 60}

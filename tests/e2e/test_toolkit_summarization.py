@@ -13,8 +13,7 @@ from sm_train.metrics import metric_definitions
 from sm_train.tasks import TASKS
 from tests import tiny
 from tests.e2e.conftest import serve
-from tests.e2e.test_toolkit_classification import assert_metric_lines_captured
-from tests.jobs import Job, make_tree, run_toolkit, write_rows
+from tests.jobs import Job, assert_fails, assert_metric_lines_captured, make_tree, run_toolkit, write_rows
 
 pytestmark = pytest.mark.external  # jobs in other processes (make test-fast leaves them out)
 
@@ -105,8 +104,7 @@ def test_t5_long_summaries_with_seed_003_hyperparameters(tmp_path: Path, source:
 
 
 def test_unknown_columns_fail_with_the_list(tmp_path: Path, source: Path) -> None:
-    from tests.e2e.test_toolkit_classification import assert_fails
-
+    """The one failure through the toolkit (checked in-process too, in tests/e2e/test_failures.py)."""
     write_rows(
         tmp_path / "train" / "t.csv", [{"chat": r["dialogue"], "tldr": r["summary"]} for r in tiny.dialogues(4)]
     )

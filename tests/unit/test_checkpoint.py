@@ -1,4 +1,7 @@
+"""checkpoint.py: complete-or-absent checkpoints, setting incomplete ones aside, the resume choice and rotation."""
+
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ from safetensors.torch import save_file
 from sm_train import checkpoint
 from sm_train.checkpoint import INCOMPLETE_DIR, problem, resolve_resume, rotate, write_manifest
 from sm_train.errors import ConfigError
+from tests.unit.test_trajectory import RUN
 
 
 def make(root: Path, step: int, manifest: bool = True) -> Path:
@@ -123,37 +127,52 @@ def test_rotation_keeps_the_newest_and_the_best(tmp_path: Path) -> None:
     assert not (tmp_path / INCOMPLETE_DIR).exists()
 
 
-def test_tokenized_cache_counts_only_once_marked_complete(tmp_path: Path) -> None:
-    from datasets import Dataset
-
-    from sm_train import cache
-
-    train = Dataset.from_dict({"input_ids": [[1, 2], [3]]})
-    cache.save(tmp_path, "k1", {"train": train})
-    assert cache.load(tmp_path, "k1")["train"]["input_ids"] == [[1, 2], [3]]
-    arrow = next((tmp_path / cache.CACHE_DIR / "k1").rglob("*.arrow"))
-    arrow.write_bytes(arrow.read_bytes()[:-8])  # restored from S3 only in part
-    assert cache.load(tmp_path, "k1") is None
-    (tmp_path / cache.CACHE_DIR / "k1" / cache.DONE).unlink()  # a write cut before its mark
-    assert cache.load(tmp_path, "k1") is None
-    cache.save(tmp_path, "k2", {"train": train})  # an unfinished cache is dropped, finished ones are kept
-    assert [p.name for p in (tmp_path / cache.CACHE_DIR).iterdir()] == ["k2"]
+def test_resume_never_moves_an_earlier_run_aside(tmp_path: Path) -> None:
+    make(tmp_path, 4)
+    assert checkpoint.resolve_resume("never", tmp_path) is None
+    assert not list(tmp_path.glob("checkpoint-*"))
+    assert [p.name.split("-1")[0] for p in (tmp_path / checkpoint.SUPERSEDED_DIR).iterdir()] == ["checkpoint-4"]
 
 
-def test_caches_are_kept_per_key_and_the_least_recently_used_pruned(tmp_path: Path) -> None:
-    """Jobs with other settings on one checkpoint dir never delete each other's fresh caches (#8 item 4)."""
-    import os
+def not_a_torch_archive(path: Path) -> None:
+    """A valid zip that torch cannot read, recorded in the manifest as it is (so the checkpoint looks complete)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hello.txt", "not a tensor")
+    checkpoint.write_manifest(path.parent)
 
-    from datasets import Dataset
 
-    from sm_train import cache
+def test_a_complete_checkpoint_that_does_not_load_is_set_aside_for_an_older_one(tmp_path: Path) -> None:
+    older, newer = make(tmp_path, 2), make(tmp_path, 4)
+    not_a_torch_archive(newer / "optimizer.pt")
+    assert checkpoint.problem(newer) is None  # complete by every file check
+    model = torch.nn.Linear(8, 8)
+    model.state_dict = lambda: {"w": torch.zeros(64)}  # the checkpoints' one tensor
+    chosen = checkpoint.resolve_resume("auto", tmp_path, usable=lambda p: checkpoint.load_problem(p, model))
+    assert chosen == str(older)
+    assert [p.name.rsplit("-", 1)[0] for p in (tmp_path / checkpoint.INCOMPLETE_DIR).iterdir()] == ["checkpoint-4"]
+    # Named explicitly, it fails with the checkpoint and the error, and never advises unsafe loading.
+    explicit = make(tmp_path / "other", 6)
+    not_a_torch_archive(explicit / "scheduler.pt")
+    with pytest.raises(ConfigError, match=r"checkpoint-6.*scheduler.pt does not load \(") as failure:
+        checkpoint.resolve_resume(str(explicit), tmp_path, usable=lambda p: checkpoint.load_problem(p, model))
+    assert "weights_only" not in str(failure.value)
 
-    train = Dataset.from_dict({"input_ids": [[1, 2], [3]]})
-    for age, key in enumerate(("k3", "k2", "k1")):
-        cache.save(tmp_path, key, {"train": train})
-        stamp = 1_000_000 - age * 1000
-        os.utime(tmp_path / cache.CACHE_DIR / key / cache.DONE, (stamp, stamp))
-    assert cache.load(tmp_path, "k1") is not None  # used now: the most recent
-    cache.save(tmp_path, "k4", {"train": train})
-    kept = sorted(p.name for p in (tmp_path / cache.CACHE_DIR).iterdir())
-    assert kept == ["k1", "k3", "k4"]  # k2 was the least recently used beyond the newest three
+
+def test_a_checkpoint_of_another_model_does_not_load(tmp_path: Path) -> None:
+    path = make(tmp_path, 2)
+    model = torch.nn.Linear(8, 8)
+    assert "weights belong to another model (2 of 2 tensors unknown)" not in (
+        checkpoint.load_problem(path, model) or ""
+    )
+    assert "1 of 1 tensors unknown" in checkpoint.load_problem(path, model)
+    save_file({"weight": torch.zeros(4, 8), "bias": torch.zeros(8)}, str(path / "model.safetensors"))
+    assert "weight: (4, 8) here, (8, 8) in it" in checkpoint.load_problem(path, model)
+    save_file(dict(model.state_dict()), str(path / "model.safetensors"))
+    assert checkpoint.load_problem(path, model) is None
+
+
+def test_the_manifest_records_the_run(tmp_path: Path) -> None:
+    path = make(tmp_path, 1)
+    checkpoint.write_manifest(path, run=RUN)
+    assert checkpoint.manifest(path)["run"] == RUN
+    assert json.loads((path / checkpoint.MANIFEST).read_text())["files"]

@@ -1,3 +1,5 @@
+"""README.md and docs/architecture.md: the generated hyperparameter reference is current, every module is named."""
+
 from pathlib import Path
 
 from scripts.update_readme import BEGIN, END, generated

@@ -1,3 +1,5 @@
+"""env.py: the frozen snapshot of SM_* variables and /opt/ml files, on a relocated root."""
+
 import json
 from pathlib import Path
 

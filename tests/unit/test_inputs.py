@@ -27,8 +27,8 @@ def tokenizer():
     return tiny.build_tokenizer()
 
 
-def qa_task() -> QuestionAnswering:
-    return QuestionAnswering(QuestionAnsweringArgs(max_seq_length=64, doc_stride=24))
+def qa_task(tokenizer) -> QuestionAnswering:
+    return QuestionAnswering(QuestionAnsweringArgs(max_seq_length=64, doc_stride=24), tokenizer)
 
 
 def splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
@@ -63,7 +63,7 @@ def test_a_dict_for_label_names_fails_the_job(tmp_path, monkeypatch) -> None:
 # Item 10: text columns hold strings, in every task.
 
 
-def test_a_parquet_list_column_is_not_text(tmp_path) -> None:
+def test_a_parquet_list_column_is_not_text(tmp_path, tokenizer) -> None:
     rows = [{"text": ["a", "b"], "label": i % 2} for i in range(4)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
     raw = DatasetDict({"train": load_path(tmp_path / "t.parquet")})
@@ -72,45 +72,51 @@ def test_a_parquet_list_column_is_not_text(tmp_path) -> None:
         r".* or set text_column"
     )
     with pytest.raises(DataError, match=pattern):
-        TextClassification(TextClassificationArgs()).prepare(raw, None)
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
 
 
 @pytest.mark.parametrize(
-    ("task", "train", "column"),
+    ("task", "args", "train", "column"),
     [
-        (TextClassification(TextClassificationArgs()), [{"text": 7, "label": "a"}, {"text": 8, "label": "b"}], "text"),
+        (TextClassification, {}, [{"text": 7, "label": "a"}, {"text": 8, "label": "b"}], "text"),
         (
-            TextClassification(TextClassificationArgs(text_pair_column="pair")),
+            TextClassification,
+            {"text_pair_column": "pair"},
             [{"text": "x", "pair": [1.5], "label": "a"}, {"text": "y", "pair": [2.5], "label": "b"}],
             "pair",
         ),
-        (Summarization(SummarizationArgs()), [{"dialogue": "x", "summary": ["a", "b"]}], "summary"),
-        (qa_task(), [{**r, "question": [r["question"]]} for r in tiny.qa_rows(2)], "question"),
+        (Summarization, {}, [{"dialogue": "x", "summary": ["a", "b"]}], "summary"),
+        (
+            QuestionAnswering,
+            {"max_seq_length": 64, "doc_stride": 24},
+            [{**r, "question": [r["question"]]} for r in tiny.qa_rows(2)],
+            "question",
+        ),
     ],
 )
-def test_text_columns_must_be_strings(tokenizer, task, train, column) -> None:
+def test_text_columns_must_be_strings(tokenizer, task, args, train, column) -> None:
     raw = splits(train, train)
     with pytest.raises(DataError, match=rf"Column '{column}' of the train data is of type .+, not text"):
-        task.prepare(raw, tokenizer)
+        task(task.Args(**args), tokenizer).prepare(raw)
 
 
-def test_evaluation_text_columns_are_checked_too() -> None:
+def test_evaluation_text_columns_are_checked_too(tokenizer) -> None:
     evaluation = [{"text": ["x"], "label": "a"}]
     raw = splits([{"text": "x", "label": "a"}, {"text": "y", "label": "b"}], evaluation)
     with pytest.raises(DataError, match=r"Column 'text' of the eval data is of type list<"):
-        TextClassification(TextClassificationArgs()).prepare(raw, None)
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
 
 
 # Item 10: blank summaries and labels.
 
 
-def test_all_blank_summaries_fail() -> None:
+def test_all_blank_summaries_fail(tokenizer) -> None:
     raw = splits([{"dialogue": f"d{i}", "summary": s} for i, s in enumerate(["", "  ", "\n"])])
     with pytest.raises(DataError, match=r"Column 'summary' of the train data is empty or only whitespace in 3 of 3"):
-        Summarization(SummarizationArgs()).prepare(raw, None)
+        Summarization(SummarizationArgs(), tokenizer).prepare(raw)
 
 
-def test_blank_summaries_are_dropped_with_a_count(caplog) -> None:
+def test_blank_summaries_are_dropped_with_a_count(tokenizer, caplog) -> None:
     train = [{"dialogue": f"d{i}", "summary": "" if i in (1, 3) else f"s{i}"} for i in range(6)]
     evaluation = [
         {"dialogue": "e0", "summary": " "},
@@ -119,34 +125,36 @@ def test_blank_summaries_are_dropped_with_a_count(caplog) -> None:
     ]
     raw = splits(train, evaluation)
     caplog.set_level(logging.WARNING)
-    Summarization(SummarizationArgs()).prepare(raw, None)
+    prepared = Summarization(SummarizationArgs(), tokenizer).prepare(raw)
+    assert len(raw["train"]) == 6 and len(raw["eval"]) == 3  # the given splits are not changed
+    raw = prepared
     assert raw["train"]["dialogue"] == ["d0", "d2", "d4", "d5"] and raw["eval"]["dialogue"] == ["e1", "e2"]
     assert "dropping 2 of 6 train rows whose 'summary' is empty" in caplog.text
     assert "dropping 1 of 3 eval rows" in caplog.text
 
 
 @pytest.mark.parametrize("empty", ["", "  ", float("nan")])
-def test_blank_or_nan_labels_are_missing_not_a_class(empty) -> None:
+def test_blank_or_nan_labels_are_missing_not_a_class(tokenizer, empty) -> None:
     rows = [{"text": f"t{i}", "label": "a" if i % 2 else "b"} for i in range(4)]
     if isinstance(empty, float):
         rows = [{**r, "label": float(i % 2)} for i, r in enumerate(rows)]
     rows[2] = {**rows[2], "label": empty}
     with pytest.raises(DataError, match=r"Column 'label' of the train data has 1 empty labels \(blank text or NaN\)"):
-        TextClassification(TextClassificationArgs()).prepare(splits(rows), None)
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(splits(rows))
 
 
-def test_labels_named_like_missing_values_stay_labels_blank_ones_do_not(tmp_path) -> None:
+def test_labels_named_like_missing_values_stay_labels_blank_ones_do_not(tmp_path, tokenizer) -> None:
     """CSV: only an empty field is missing (a null); "NA", "null", "nan" and "None" are class names. JSON agrees,
     and a blank string there is missing too, as the empty CSV field is."""
     rows = [{"text": f"t{i}", "label": label} for i, label in enumerate(["NA", "null", "nan", "None", "x", "NA"])]
     for name in ("t.csv", "t.jsonl"):
         raw = DatasetDict({"train": load_path(write_rows(tmp_path / name, rows))})
-        task = TextClassification(TextClassificationArgs())
-        task.prepare(raw, None)
+        task = TextClassification(TextClassificationArgs(), tokenizer)
+        task.prepare(raw)
         assert task.label_names == ["NA", "None", "nan", "null", "x"]
     raw = DatasetDict({"train": load_path(write_rows(tmp_path / "blank.jsonl", [*rows, {"text": "t", "label": " "}]))})
     with pytest.raises(DataError, match=r"Column 'label' of the train data has 1 empty labels"):
-        TextClassification(TextClassificationArgs()).prepare(raw, None)
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
 
 
 # Item 8: question answering with empty contexts.
@@ -156,15 +164,14 @@ def test_blank_qa_contexts_are_dropped_from_training_and_evaluation(tokenizer, c
     rows = tiny.qa_rows(6)
     train = [{**r, "context": ""} if i == 2 else r for i, r in enumerate(rows)]
     evaluation = [{**r, "context": "   "} if i == 4 else r for i, r in enumerate(rows)]
-    qa = qa_task()
-    raw = splits(train, evaluation)
+    qa = qa_task(tokenizer)
     caplog.set_level(logging.WARNING)
-    qa.prepare(raw, tokenizer)
+    raw = qa.prepare(splits(train, evaluation))
     assert "dropping 1 of 6 train rows whose 'context' is empty" in caplog.text
     assert "dropping 1 of 6 eval rows whose 'context' is empty" in caplog.text
     assert rows[2]["id"] not in raw["train"]["id"] and rows[4]["id"] not in raw["eval"]["id"]
-    qa.preprocess(raw["train"], tokenizer, training=True)
-    features = qa.preprocess(raw["eval"], tokenizer, training=False)
+    qa.preprocess(raw["train"], training=True)
+    features = qa.preprocess(raw["eval"], training=False)
     assert set(features["example_id"]) == {r["id"] for i, r in enumerate(rows) if i != 4}
 
 
@@ -173,18 +180,18 @@ def test_mostly_blank_qa_contexts_fail(tokenizer) -> None:
     with pytest.raises(
         DataError, match=r"Column 'context' of the train data is empty .* 2 of 3 rows; .*context_column"
     ):
-        qa_task().prepare(splits(rows), tokenizer)
+        qa_task(tokenizer).prepare(splits(rows))
 
 
 def test_a_context_without_tokens_labels_no_answer(tokenizer) -> None:
     """Below the row check: a window with no context tokens gets the CLS label instead of an IndexError."""
     rows = tiny.qa_rows(2)
-    qa = qa_task()
-    qa.prepare(splits(rows), tokenizer)
+    qa = qa_task(tokenizer)
+    qa.prepare(splits(rows))
     blank = Dataset.from_list([{**rows[0], "context": " \t "}])
     cls = tokenizer.cls_token_id
     for training in (True, False):
-        features = qa.preprocess(blank, tokenizer, training=training)
+        features = qa.preprocess(blank, training=training)
         assert features[0]["input_ids"][features[0]["start_positions"]] == cls
 
 
@@ -254,5 +261,5 @@ def test_unreadable_qa_answers_are_not_quoted(tokenizer) -> None:
     rows[1] = {**rows[1], "answers": json.dumps({"text": ["red"], "answer_start": [SECRET]})}
     rows[0] = {**rows[0], "answers": json.dumps(rows[0]["answers"])}
     with pytest.raises(DataError, match=r"Row 'q0-1': cannot read column 'answers'") as caught:
-        qa_task().prepare(splits(rows), tokenizer)
+        qa_task(tokenizer).prepare(splits(rows))
     assert SECRET not in str(caught.value)

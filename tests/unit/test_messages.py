@@ -1,12 +1,9 @@
-"""What the user reads: values that start with '-', the helper commands' output, and the reason a job gives for
-problems it did not cause itself (#8 items 9, 11, 13)."""
+"""Messages across modules: values starting with '-' reach their field; outside problems are named (#8 items 9, 11)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,17 +14,8 @@ from sm_train import cli, models
 from sm_train.config import load, parse
 from sm_train.env import from_environ
 from sm_train.errors import ConfigError
-from sm_train.metrics import metric_definitions
-from sm_train.tasks import TASKS
-from tests.jobs import REPO, make_tree, write_rows
 
 TRUST = "Set trust_remote_code=true if you trust that code."
-
-
-@pytest.fixture
-def env(tmp_path: Path):
-    (tmp_path / "input" / "config").mkdir(parents=True)
-    return from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
 
 
 def in_sagemaker(tmp_path: Path, hyperparameters: dict[str, Any]):
@@ -64,66 +52,6 @@ def test_argv_values_that_start_with_a_dash(env) -> None:
     assert args.run_name == "-exp-1" and args.adam_epsilon == -1e-08 and args.label_names == ["-a", "b"]
     with pytest.raises(ConfigError, match=r"'learning_rate' must not be negative, got -5e-05"):
         load(env, ["--model_name_or_path", "m", "--learning_rate", "-5e-05"])
-
-
-# --- item 13: the helper commands read --task ------------------------------------------------------------------
-
-
-def test_metric_definitions_command_as_the_readme_runs_it() -> None:
-    """`python -m sm_train metric-definitions --task T` prints T's definitions (it printed text classification's
-    for every task)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    commands = {
-        task: subprocess.Popen(
-            [sys.executable, "-m", "sm_train", "metric-definitions", "--task", task],
-            cwd=REPO,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for task in TASKS
-    }
-    for task, command in commands.items():
-        out, err = command.communicate(timeout=120)
-        assert command.returncode == 0, err
-        assert json.loads(out) == metric_definitions(TASKS[task].metric_names), task
-    assert len({json.dumps(metric_definitions(t.metric_names)) for t in TASKS.values()}) == len(TASKS)
-
-
-def test_hyperparameters_command_prints_the_asked_task_only(capsys) -> None:
-    assert cli.main(["hyperparameters", "--task", "summarization"]) == 0
-    out = capsys.readouterr().out
-    assert "#### task=summarization" in out and "#### task=text-classification" not in out
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--tsk", "summarization"], "metric-definitions takes only --task <task>; got --tsk."),
-        (["--task"], "metric-definitions: --task takes one task name"),
-        (["--task", "translation"], "Unknown task 'translation'"),
-    ],
-)
-def test_metric_definitions_command_refuses_what_it_cannot_honour(capsys, argv, message) -> None:
-    """A misspelled option used to print text classification's definitions without a word."""
-    assert cli.main(["metric-definitions", *argv]) == 2
-    captured = capsys.readouterr()
-    assert message in captured.err and not captured.out
-
-
-def test_every_metric_of_an_evaluation_only_job_is_defined(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
-    """Evaluation without training also prints eval_model_preparation_time."""
-    from tests.e2e.test_toolkit_classification import assert_metric_lines_captured
-
-    rows = [{"text": "a good film", "label": "pos"}, {"text": "an awful plot", "label": "neg"}] * 4
-    channels = {name: write_rows(tmp_path / "data" / name / "rows.jsonl", rows).parent for name in ("train", "test")}
-    job = make_tree(tmp_path, {"model_name_or_path": str(tiny_encoder), "do_train": False}, channels)
-    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
-    assert cli.main(["train"]) == 0, job.failure
-    out = capsys.readouterr().out
-    assert "[metric] eval_model_preparation_time = " in out
-    assert_metric_lines_captured(out, "text-classification")
 
 
 # --- item 11: problems outside sm_train are named, with their remedy --------------------------------------------

@@ -1,13 +1,12 @@
-import io
+"""metrics.py: the metric line format, the regexes that read it back, and the local metric functions."""
+
 import math
 import re
 
 import numpy as np
 import pytest
-from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from sm_train.callbacks import MetricLines
-from sm_train.cli import main
+from sm_train import cli
 from sm_train.metrics import (
     MAX_DEFINITIONS,
     MAX_REGEX_LENGTH,
@@ -17,9 +16,11 @@ from sm_train.metrics import (
     metric_lines,
 )
 from sm_train.tasks import TASKS
+from tests.jobs import assert_metric_lines_captured, make_tree, write_rows
 
 VALUES = [5e-05, -0.3, float("nan"), 0.0, 12, 1e16, 0.6931471805599453, -2.5e-07, np.float32(0.25), np.int64(3)]
-# The regexes published with the seed notebooks (huggingface/notebooks sagemaker 000): plain numbers only.
+
+
 SEED_REGEXES = {
     "eval_accuracy": r"eval_accuracy.*=\D*(.*?)$",
     "eval_loss": r"eval_loss.*=\D*(.*?)$",
@@ -75,45 +76,21 @@ def test_definitions_fit_the_api_limits(task) -> None:
     assert {f"eval_{m}" for m in TASKS[task].metric_names} <= {d["Name"] for d in found}
 
 
-def test_metric_definitions_command(capsys) -> None:
-    assert main(["metric-definitions", "--task", "text-classification"]) == 0
-    import json
-
-    printed = json.loads(capsys.readouterr().out)
-    assert printed == metric_definitions(TASKS["text-classification"].metric_names)
-    assert {"eval_accuracy", "eval_f1", "eval_loss", "train_runtime", "learning_rate"} <= {d["Name"] for d in printed}
-
-
-class CountingStream(io.StringIO):
-    writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        return super().write(text)
-
-
-def test_callback_writes_one_event_in_one_write(monkeypatch, tmp_path) -> None:
-    stream = CountingStream()
-    monkeypatch.setattr("sys.stdout", stream)
-    state = TrainerState()
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
-    MetricLines().on_log(args, state, TrainerControl(), logs={"loss": 0.5, "learning_rate": 5e-05, "epoch": 1.0})
-    assert stream.writes == 1
-    assert stream.getvalue().count("\n") == 3 and "\r" not in stream.getvalue()
-
-
-def test_callback_is_silent_off_rank_zero(monkeypatch, tmp_path) -> None:
-    stream = CountingStream()
-    monkeypatch.setattr("sys.stdout", stream)
-    state = TrainerState(is_world_process_zero=False)
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
-    MetricLines().on_log(args, state, TrainerControl(), logs={"loss": 0.5})
-    assert stream.getvalue() == ""
-
-
 def test_classification_metrics_binary_and_macro() -> None:
     binary = classification_metrics(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]), 2)
     assert binary == {"accuracy": 0.75, "f1": pytest.approx(2 / 3), "precision": 0.5, "recall": 1.0}
     macro = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1]), 3)
     assert macro["accuracy"] == 0.75
     assert macro["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_every_metric_of_an_evaluation_only_job_is_defined(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    """Evaluation without training also prints eval_model_preparation_time."""
+    rows = [{"text": "a good film", "label": "pos"}, {"text": "an awful plot", "label": "neg"}] * 4
+    channels = {name: write_rows(tmp_path / "data" / name / "rows.jsonl", rows).parent for name in ("train", "test")}
+    job = make_tree(tmp_path, {"model_name_or_path": str(tiny_encoder), "do_train": False}, channels)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    assert cli.main(["train"]) == 0, job.failure
+    out = capsys.readouterr().out
+    assert "[metric] eval_model_preparation_time = " in out
+    assert_metric_lines_captured(out, "text-classification")

@@ -1,4 +1,4 @@
-"""The suite proves it runs offline: any non-loopback connection fails, here and in every subprocess."""
+"""tests/netguard: the suite runs offline; any non-loopback connection fails, here and in every subprocess."""
 
 import socket
 import subprocess

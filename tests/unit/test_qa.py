@@ -134,27 +134,25 @@ def tokenizer():
     return tiny.build_tokenizer()
 
 
-def task(**args) -> QuestionAnswering:
-    return QuestionAnswering(QuestionAnsweringArgs(**{"max_seq_length": 64, "doc_stride": 24, **args}))
+def task(tokenizer=None, **args) -> QuestionAnswering:
+    args = {"max_seq_length": 64, "doc_stride": 24, **args}
+    return QuestionAnswering(QuestionAnsweringArgs(**args), tokenizer or tiny.build_tokenizer())
 
 
-def prepared(
-    qa: QuestionAnswering, rows: list[dict], tokenizer=None, eval_rows: list[dict] | None = None
-) -> DatasetDict:
+def prepared(qa: QuestionAnswering, rows: list[dict], eval_rows: list[dict] | None = None) -> DatasetDict:
     raw = DatasetDict(
         {"train": Dataset.from_list(rows), "eval": Dataset.from_list(rows if eval_rows is None else eval_rows)}
     )
-    qa.prepare(raw, tokenizer or tiny.build_tokenizer())
-    return raw
+    return qa.prepare(raw)
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_windows_label_the_answer_tokens(tokenizer, padding_side) -> None:
     tokenizer.padding_side = padding_side
     rows = tiny.qa_rows(8)
-    qa = task()
-    raw = prepared(qa, rows, tokenizer)
-    features = qa.preprocess(raw["train"], tokenizer, training=True)
+    qa = task(tokenizer)
+    raw = prepared(qa, rows)
+    features = qa.preprocess(raw["train"], training=True)
     assert len(features) > 2 * len(rows)  # long contexts: several windows each
     answered = [f for f in features if f["start_positions"] != f["input_ids"].index(tokenizer.cls_token_id)]
     assert answered
@@ -166,9 +164,9 @@ def test_windows_label_the_answer_tokens(tokenizer, padding_side) -> None:
 
 def test_eval_features_keep_offsets_and_ids(tokenizer) -> None:
     rows = tiny.qa_rows(4)
-    qa = task()
-    raw = prepared(qa, rows, tokenizer)
-    features = qa.preprocess(raw["eval"], tokenizer, training=False)
+    qa = task(tokenizer)
+    raw = prepared(qa, rows)
+    features = qa.preprocess(raw["eval"], training=False)
     assert set(features["example_id"]) == {r["id"] for r in rows}
     first = features[0]
     assert first["offset_mapping"][0] is None  # [CLS]
@@ -178,7 +176,7 @@ def test_eval_features_keep_offsets_and_ids(tokenizer) -> None:
 
 def test_doc_stride_without_room_for_the_question(tokenizer) -> None:
     with pytest.raises(ConfigError, match=r"doc_stride=56 leaves no room for the question: .*Use doc_stride < "):
-        prepared(task(doc_stride=56), tiny.qa_rows(2), tokenizer)
+        prepared(task(tokenizer, doc_stride=56), tiny.qa_rows(2))
     with pytest.raises(ConfigError, match="doc_stride=64 must be smaller than max_seq_length=64"):
         QuestionAnsweringArgs(max_seq_length=64, doc_stride=64)
 
@@ -186,7 +184,7 @@ def test_doc_stride_without_room_for_the_question(tokenizer) -> None:
 def test_slow_tokenizers_are_refused(tokenizer, monkeypatch) -> None:
     monkeypatch.setattr(type(tokenizer), "is_fast", property(lambda self: False))
     with pytest.raises(ConfigError, match="needs a fast tokenizer"):
-        prepared(task(), tiny.qa_rows(2), tokenizer)
+        prepared(task(tokenizer), tiny.qa_rows(2))
 
 
 def test_answer_start_must_point_at_the_answer(caplog) -> None:
@@ -235,9 +233,9 @@ def test_answers_as_json_text_and_integer_ids() -> None:
 
 def test_evaluation_maps_window_logits_back_to_answers(tokenizer) -> None:
     rows = tiny.qa_rows(6, unanswerable_every=3)
-    qa = task(version_2_with_negative=True)
-    raw = prepared(qa, rows, tokenizer)
-    features = qa.preprocess(raw["eval"], tokenizer, training=False)
+    qa = task(tokenizer, version_2_with_negative=True)
+    raw = prepared(qa, rows)
+    features = qa.preprocess(raw["eval"], training=False)
     qa.set_eval(raw["eval"], features)
     # Logits that point at each window's labelled span, padded with -100 to the longest window as Trainer does.
     width = max(len(ids) for ids in features["input_ids"])

@@ -7,7 +7,8 @@ from datasets import Dataset, DatasetDict
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, EvalPrediction, Seq2SeqTrainingArguments
 
 from sm_train.errors import ConfigError, DataError
-from sm_train.tasks.summarization import Summarization, SummarizationArgs, decode, rouge
+from sm_train.metrics import rouge
+from sm_train.tasks.summarization import Summarization, SummarizationArgs, decode
 from tests import tiny
 
 
@@ -29,6 +30,19 @@ def training_args(tmp_path: Path, **values) -> Seq2SeqTrainingArguments:
     return Seq2SeqTrainingArguments(output_dir=str(tmp_path), report_to="none", **values)
 
 
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny.build_tokenizer()
+
+
+def configured(path: Path, tmp_path: Path, training: dict | None = None, **args) -> tuple[Summarization, object]:
+    """A task built with the model's tokenizer and configured for the model; returns it and the model."""
+    model, tokenizer = loaded(path)
+    task = Summarization(SummarizationArgs(**args), tokenizer)
+    task.configure(model, training_args(tmp_path, **(training or {})))
+    return task, model
+
+
 @pytest.mark.parametrize(
     ("columns", "expected"),
     [
@@ -38,54 +52,51 @@ def training_args(tmp_path: Path, **values) -> Seq2SeqTrainingArguments:
         (("text", "summary"), ("text", "summary")),
     ],
 )
-def test_known_layouts(columns, expected) -> None:
-    task = Summarization(SummarizationArgs())
-    task.prepare(DatasetDict({"train": Dataset.from_dict({c: ["x"] for c in columns})}), None)
+def test_known_layouts(tokenizer, columns, expected) -> None:
+    task = Summarization(SummarizationArgs(), tokenizer)
+    task.prepare(DatasetDict({"train": Dataset.from_dict({c: ["x"] for c in columns})}))
     assert (task.text_column, task.summary_column) == expected
 
 
-def test_custom_columns_and_unknown_layouts() -> None:
+def test_custom_columns_and_unknown_layouts(tokenizer) -> None:
     raw = DatasetDict({"train": Dataset.from_dict({"conversation": ["x"], "gist": ["y"]})})
     with pytest.raises(DataError, match=r"Cannot tell the text and summary columns .*\['conversation', 'gist'\]"):
-        Summarization(SummarizationArgs()).prepare(raw, None)
-    task = Summarization(SummarizationArgs(text_column="conversation", summary_column="gist"))
-    task.prepare(raw, None)
+        Summarization(SummarizationArgs(), tokenizer).prepare(raw)
+    task = Summarization(SummarizationArgs(text_column="conversation", summary_column="gist"), tokenizer)
+    task.prepare(raw)
     assert (task.text_column, task.summary_column) == ("conversation", "gist")
     with pytest.raises(DataError, match="summary_column='abstract': no such column"):
-        Summarization(SummarizationArgs(text_column="conversation", summary_column="abstract")).prepare(raw, None)
+        Summarization(SummarizationArgs(text_column="conversation", summary_column="abstract"), tokenizer).prepare(raw)
     # Only one of the two given: the other comes from the known layouts.
     raw = DatasetDict({"train": Dataset.from_dict({"chat": ["x"], "summary": ["y"]})})
-    task = Summarization(SummarizationArgs(text_column="chat"))
-    task.prepare(raw, None)
+    task = Summarization(SummarizationArgs(text_column="chat"), tokenizer)
+    task.prepare(raw)
     assert (task.text_column, task.summary_column) == ("chat", "summary")
 
 
-def test_empty_summaries_fail() -> None:
+def test_empty_summaries_fail(tokenizer) -> None:
     raw = DatasetDict({"train": Dataset.from_dict({"dialogue": ["x", "y"], "summary": ["a", None]})})
     with pytest.raises(DataError, match="Column 'summary' of the train data has 1 empty values"):
-        Summarization(SummarizationArgs()).prepare(raw, None)
+        Summarization(SummarizationArgs(), tokenizer).prepare(raw)
 
 
 def test_t5_models_get_the_prefix(t5, bart, tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
-    task = Summarization(SummarizationArgs())
-    task.configure(*loaded(t5), training_args(tmp_path))
+    task, _ = configured(t5, tmp_path)
     assert task.prefix == "summarize: " and "prefix 'summarize: '" in caplog.text
-    task = Summarization(SummarizationArgs())
-    task.configure(*loaded(bart), training_args(tmp_path))
+    assert task.card() == {"source_prefix": "summarize: "}
+    task, _ = configured(bart, tmp_path)
     assert task.prefix == ""
-    task = Summarization(SummarizationArgs(source_prefix="tl;dr: "))
-    task.configure(*loaded(t5), training_args(tmp_path))
+    task, _ = configured(t5, tmp_path, source_prefix="tl;dr: ")
     assert task.prefix == "tl;dr: "
 
 
 def test_prefix_is_in_the_encoded_inputs(t5, tmp_path) -> None:
     model, tokenizer = loaded(t5)
-    task = Summarization(SummarizationArgs())
-    raw = DatasetDict({"train": Dataset.from_list(tiny.dialogues(2))})
-    task.prepare(raw, tokenizer)
-    task.configure(model, tokenizer, training_args(tmp_path))
-    encoded = task.preprocess(raw["train"], tokenizer, training=True)
+    task = Summarization(SummarizationArgs(), tokenizer)
+    raw = task.prepare(DatasetDict({"train": Dataset.from_list(tiny.dialogues(2))}))
+    task.configure(model, training_args(tmp_path))
+    encoded = task.preprocess(raw["train"], training=True)
     assert tokenizer.decode(encoded[0]["input_ids"]).startswith("summarize :")
     assert tokenizer.decode(encoded[0]["labels"], skip_special_tokens=True) == tiny.dialogues(2)[0]["summary"].replace(
         " .", "."
@@ -101,8 +112,7 @@ def test_prefix_is_in_the_encoded_inputs(t5, tmp_path) -> None:
     ],
 )
 def test_generation_config_follows_evaluation(bart, tmp_path, args, training, expected) -> None:
-    model, tokenizer = loaded(bart)
-    Summarization(SummarizationArgs(**args)).configure(model, tokenizer, training_args(tmp_path, **training))
+    _, model = configured(bart, tmp_path, training, **args)
     assert (model.generation_config.max_length, model.generation_config.num_beams) == expected
     model.save_pretrained(tmp_path / "saved")
     saved = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "saved").generation_config
@@ -112,7 +122,7 @@ def test_generation_config_follows_evaluation(bart, tmp_path, args, training, ex
 def test_model_beams_are_kept(bart, tmp_path) -> None:
     model, tokenizer = loaded(bart)
     model.generation_config.num_beams = 4
-    Summarization(SummarizationArgs()).configure(model, tokenizer, training_args(tmp_path))
+    Summarization(SummarizationArgs(), tokenizer).configure(model, training_args(tmp_path))
     assert model.generation_config.num_beams == 4
 
 
@@ -139,8 +149,7 @@ def test_rouge_known_values() -> None:
 
 def test_compute_metrics_and_gen_len(bart) -> None:
     _, tokenizer = loaded(bart)
-    task = Summarization(SummarizationArgs())
-    task.tokenizer = tokenizer
+    task = Summarization(SummarizationArgs(), tokenizer)
     generated = np.array(tokenizer(["alice likes red .", "bob likes blue . too"], padding=True)["input_ids"])
     labels = np.array(tokenizer(["alice likes red .", "bob likes blue ."], padding=True)["input_ids"])
     labels[labels == tokenizer.pad_token_id] = -100

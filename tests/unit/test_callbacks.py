@@ -1,9 +1,8 @@
-"""No host work per training step that a bare loop does not do (#9): sm_train's callbacks make no collective, tensor
-or device sync per step in one process, and a distributed job agrees on saving and stopping at check steps only,
-the same steps on every process. Counts, never timings."""
+"""callbacks.py: metric lines written whole by rank 0, and no host work per training step (#9)."""
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 from collections.abc import Iterator
@@ -16,6 +15,38 @@ from transformers.trainer_callback import CallbackHandler
 
 from sm_train import collective
 from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, SaveOrStop
+
+
+class CountingStream(io.StringIO):
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_callback_writes_one_event_in_one_write(monkeypatch, tmp_path) -> None:
+    stream = CountingStream()
+    monkeypatch.setattr("sys.stdout", stream)
+    state = TrainerState()
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    MetricLines().on_log(args, state, TrainerControl(), logs={"loss": 0.5, "learning_rate": 5e-05, "epoch": 1.0})
+    assert stream.writes == 1
+    assert stream.getvalue().count("\n") == 3 and "\r" not in stream.getvalue()
+
+
+def test_callback_is_silent_off_rank_zero(monkeypatch, tmp_path) -> None:
+    stream = CountingStream()
+    monkeypatch.setattr("sys.stdout", stream)
+    state = TrainerState(is_world_process_zero=False)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    MetricLines().on_log(args, state, TrainerControl(), logs={"loss": 0.5})
+    assert stream.getvalue() == ""
+
+
+# --- no host work per training step that a bare loop does not do (#9) -------------------------------------------
+# sm_train's callbacks make no collective, tensor or device sync per step in one process, and a distributed job
+# agrees on saving and stopping at check steps only, the same steps on every process. Counts, never timings.
 
 
 class Counter:
