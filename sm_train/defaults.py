@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from sm_train import device
+from sm_train import device, dist
 from sm_train.dialects import is_true
 from sm_train.env import SageMakerEnv
 from sm_train.tasks import Task
@@ -31,6 +31,12 @@ def sagemaker_defaults(
 ) -> dict[str, Any]:
     """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138); batches
     grouped by length; and what the device calls for (device.py). `given`: what the user set."""
+    cpu_processes = {}
+    processes = dist.topology(env).world_size
+    if processes > 1 and not hardware.cuda and "use_cpu" not in given:
+        # Without it transformers leaves each process training the whole data alone (parallel_mode not distributed).
+        logger.info("%d processes and no GPU: data parallel over gloo on the CPU (use_cpu=true)", processes)
+        cpu_processes = {"use_cpu": True}
     if is_true(given.get("use_cpu", False)):
         hardware = device.DeviceInfo()
     precision, said = device.precision(hardware, given)
@@ -53,6 +59,7 @@ def sagemaker_defaults(
         "report_to": "none",
         # tqdm's carriage returns corrupt CloudWatch lines; keep bars only on a terminal.
         "disable_tqdm": not sys.stdout.isatty(),
+        **cpu_processes,
     }
 
 

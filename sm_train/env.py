@@ -49,6 +49,18 @@ def decode_value(value: Any) -> Any:
         return value
 
 
+# What torchrun (and anything launching like it) sets for each process; Open MPI's OMPI_COMM_WORLD_* are kept too.
+LAUNCHER_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
+
+
 @dataclass(frozen=True)
 class SageMakerEnv:
     """Everything a training job learns from its surroundings, read once."""
@@ -70,6 +82,7 @@ class SageMakerEnv:
     num_cpus: int = 1
     job_name: str | None = None
     local_rank: int = 0  # this process's rank on its host (torchrun's LOCAL_RANK); 0 without a launcher
+    launcher: Mapping[str, str] = field(default_factory=dict)  # the LAUNCHER_VARIABLES that are set (dist.py)
     training_env: Mapping[str, Any] = field(default_factory=dict)
     resource_config: Mapping[str, Any] = field(default_factory=dict)
     input_data_config: Mapping[str, Any] = field(default_factory=dict)
@@ -173,6 +186,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         num_cpus=_int_var(environ, "SM_NUM_CPUS", os.cpu_count() or 1),
         job_name=environ.get("TRAINING_JOB_NAME") or training_env.get("job_name") or None,
         local_rank=_int_var(environ, "LOCAL_RANK", 0),
+        launcher={k: v for k, v in environ.items() if k in LAUNCHER_VARIABLES or k.startswith("OMPI_COMM_WORLD_")},
         training_env=training_env,
         resource_config=resource_config,
         input_data_config=input_data_config,

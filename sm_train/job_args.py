@@ -82,3 +82,17 @@ class JobArgs:
             "model repository or directory. Only for code you trust."
         },
     )
+    auto_launch: bool = field(
+        default=True,
+        metadata={
+            "help": "Without a distribution flag on several GPUs or hosts, relaunch under torchrun: one process per "
+            "GPU, every host in one job. false: run as launched (one process per host)."
+        },
+    )
+    mp_parameters: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Set by the estimator's smdistributed modelparallel option (k=v,... or JSON): SMP v2 parameters "
+            "are applied by torch.sagemaker; SMP v1 fails naming fsdp/deepspeed."
+        },
+    )

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import set_seed
 
-from sm_train import __version__, cache, claim, collective, data, device, outputs, training, trajectory
+from sm_train import __version__, cache, claim, collective, data, device, dist, outputs, training, trajectory
 from sm_train.callbacks import SaveOrStop
 from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
@@ -124,6 +124,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     args = cfg.training_args
     model_name = check_model_path(cfg.job.model_name_or_path)
     directory = Path(args.output_dir)
+    dist.check_world(args, dist.topology(env))  # never N processes each training alone
     claim.check_placement(directory, env)
     with interrupt_on_signal(lambda: _nothing_trained(directory)):
         raw = data.select_splits(cfg, env)

@@ -4,6 +4,7 @@ signal, not past the end) and find the last evaluation. runner.py decides what t
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import signal
@@ -35,13 +36,15 @@ def build_trainer(
     # gets its own copy of the arguments with its rotation off, and the job's configuration stays as resolved.
     trainer_args = copy.copy(cfg.training_args)
     trainer_args.save_total_limit = None
+    collator = task.collator(model)
+    _fix_loss_scaling(model, datasets.get("train") or datasets["eval"], collator, trainer_args)
     trainer = task.trainer_class(
         model=model,
         args=trainer_args,
         train_dataset=datasets.get("train"),
         eval_dataset=datasets.get("eval"),
         processing_class=tokenizer,
-        data_collator=task.collator(model),
+        data_collator=collator,
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits,
         callbacks=[
@@ -61,6 +64,33 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)
     _samplers(trainer)
     return trainer
+
+
+def _fix_loss_scaling(model: Any, features: Dataset, collator: Any, args: Any) -> None:
+    """Trainer multiplies the loss by the number of processes and skips the division by gradient_accumulation_steps
+    for a model whose forward takes **kwargs, expecting it to divide a summed loss by num_items_in_batch. Models
+    that return a plain mean and ignore that count (BERT's classification heads in transformers 5) then train
+    with N times the gradients and report N times the loss. One forward on two rows tells which kind this is."""
+    if args.world_size == 1 and args.gradient_accumulation_steps == 1:
+        return  # both factors are 1
+    forward = inspect.signature(model.forward).parameters
+    takes_count = "num_items_in_batch" in forward or any(p.kind == p.VAR_KEYWORD for p in forward.values())
+    if not takes_count or getattr(model, "accepts_loss_kwargs", True) is False:
+        return
+    named = {name for name, p in forward.items() if p.kind != p.VAR_KEYWORD}
+    rows = [{k: v for k, v in row.items() if k in named} for row in features.select(range(min(2, len(features))))]
+    batch = collator(rows)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            mean = model(**batch).loss
+            counted = model(**batch, num_items_in_batch=torch.tensor(10**6)).loss
+    finally:
+        model.train(was_training)
+    if torch.allclose(mean, counted):
+        model.accepts_loss_kwargs = False
+        logger.info("the model's loss is a per-batch mean: Trainer's scaling by num_items_in_batch turned off")
 
 
 def save_model(trainer: Trainer, directory: Path) -> None:

@@ -164,8 +164,9 @@ def build_tokenizer(extra_text: list[str] | None = None, single: str = "[CLS] $A
     )
 
 
-def build_encoder(directory: Path, extra_text: list[str] | None = None) -> Path:
-    """A 2-layer BERT base model (no task head, like a Hub checkpoint) and its tokenizer, saved to `directory`."""
+def build_encoder(directory: Path, extra_text: list[str] | None = None, dropout: float = 0.1) -> Path:
+    """A 2-layer BERT base model (no task head, like a Hub checkpoint) and its tokenizer, saved to `directory`.
+    dropout=0: a forward pass that depends on the weights and the batch alone (to compare runs of different shapes)."""
     from transformers import BertConfig, BertModel
 
     tokenizer = build_tokenizer(extra_text)
@@ -177,6 +178,8 @@ def build_encoder(directory: Path, extra_text: list[str] | None = None) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
