@@ -64,7 +64,6 @@ RULES: dict[str, Rule] = {
     ),
     "logging_dir": Rule(None, "removed in transformers 5; logs go to the output data dir"),
     "save_safetensors": Rule(None, "removed in transformers 5; weights are always saved as safetensors"),
-    "mp_parameters": Rule(None, "removed in transformers 5; smdistributed reads it from SM_HP_MP_PARAMETERS"),
     "fp16_backend": Rule(None, "removed in transformers 5"),
     "half_precision_backend": Rule(None, "removed in transformers 5"),
     "fp16_opt_level": Rule(None, "removed in transformers 5 (apex)"),

@@ -41,13 +41,18 @@ def test_transformers_5_removals_are_translated(parsed, caplog) -> None:
         overwrite_output_dir=True,
         logging_dir="/x",
         save_safetensors=True,
-        mp_parameters={"partitions": 2},
     )
     args = cfg.training_args
     assert args.warmup_steps == 0.1
     assert args.train_sampling_strategy == "group_by_length"
-    for dropped in ("overwrite_output_dir", "logging_dir", "save_safetensors", "mp_parameters"):
+    for dropped in ("overwrite_output_dir", "logging_dir", "save_safetensors"):
         assert f"hyperparameter {dropped} dropped" in caplog.text
+
+
+def test_model_parallel_parameters_reach_the_job(parsed) -> None:
+    """transformers 5 has no mp_parameters field: the job keeps it (smdist.py decides what it means)."""
+    assert parsed(mp_parameters={"partitions": 2}).job.mp_parameters == '{"partitions": 2}'
+    assert parsed(mp_parameters="partitions=2,ddp=True").job.mp_parameters == '{"partitions": 2, "ddp": true}'
 
 
 def test_group_by_length_false_is_dropped(parsed) -> None:
