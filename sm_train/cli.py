@@ -126,7 +126,7 @@ def metric_definitions(argv: Sequence[str]) -> int:
 
 
 def hyperparameters(argv: Sequence[str]) -> int:
-    from sm_train.compat import RULES
+    from sm_train.compat import ALWAYS, RULES
     from sm_train.config import JobArgs, hyperparameter_reference
     from sm_train.tasks import TASKS, get_task
     from sm_train.trajectory import EXTEND, FREE
@@ -149,7 +149,7 @@ def hyperparameters(argv: Sequence[str]) -> int:
     print(f"May be raised, not lowered: {raised}. May change: {free}.\n")
     print("#### Translated names (aliases, and arguments transformers 5 renamed or removed)\n")
     print("| given | becomes | why |\n|---|---|---|")
-    for old, rule in RULES.items():
+    for old, rule in {**ALWAYS, **RULES}.items():
         print(f"| `{old}` | {f'`{rule.new}`' if rule.new else 'dropped'} | {rule.why} |")
     return 0
 

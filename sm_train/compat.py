@@ -92,11 +92,19 @@ VALUE_RULES: dict[str, Rule] = {
 }
 
 
+# Renamed whatever the installed TrainingArguments has: transformers 4.x keeps an mp_parameters field it ignores.
+ALWAYS: dict[str, Rule] = {
+    "mp_parameters": Rule("smp_parameters", "the estimator's model-parallel parameters, read by sm_train")
+}
+
+
 def translate(key: str, value: Any, fields: Collection[str]) -> tuple[str, Any] | None:
     """(key, value) as the installed transformers spells it; None when the argument is dropped.
 
     Keys that are neither fields nor in the table come back unchanged; the caller reports them as unknown.
     """
+    if key in ALWAYS:
+        return ALWAYS[key].new, value  # type: ignore[return-value]
     if key in fields:
         rule = VALUE_RULES.get(key)
         if rule and rule.new in fields and rule.convert and rule.convert(value) is not None:

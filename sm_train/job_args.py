@@ -89,10 +89,10 @@ class JobArgs:
             "GPU, every host in one job. false: run as launched (one process per host)."
         },
     )
-    mp_parameters: dict | str | None = field(
+    smp_parameters: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Set by the estimator's smdistributed modelparallel option (k=v,... or JSON): SMP v2 parameters "
-            "are applied by torch.sagemaker; SMP v1 fails naming fsdp/deepspeed."
+            "help": "What the estimator's smdistributed modelparallel option sends as mp_parameters (k=v,... or "
+            "JSON); arrives under that name."
         },
     )

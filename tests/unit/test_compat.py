@@ -50,9 +50,9 @@ def test_transformers_5_removals_are_translated(parsed, caplog) -> None:
 
 
 def test_model_parallel_parameters_reach_the_job(parsed) -> None:
-    """transformers 5 has no mp_parameters field: the job keeps it (smdist.py decides what it means)."""
-    assert parsed(mp_parameters={"partitions": 2}).job.mp_parameters == '{"partitions": 2}'
-    assert parsed(mp_parameters="partitions=2,ddp=True").job.mp_parameters == '{"partitions": 2, "ddp": true}'
+    """mp_parameters (a field transformers 4.x ignores and 5 removed) reaches the job as smp_parameters, on both."""
+    assert parsed(mp_parameters={"partitions": 2}).job.smp_parameters == '{"partitions": 2}'
+    assert parsed(mp_parameters="partitions=2,ddp=True").job.smp_parameters == '{"partitions": 2, "ddp": true}'
 
 
 def test_group_by_length_false_is_dropped(parsed) -> None:
