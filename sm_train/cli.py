@@ -53,10 +53,11 @@ def _written(environment: sm_env.SageMakerEnv, checkpoints: Path) -> dict[str, P
 
 def _launched(environment: sm_env.SageMakerEnv) -> sm_env.SageMakerEnv:
     """The environment as torch needs it: an MPI launch sets only Open MPI's variables, and without torch's every rank
-    would train alone. Exported before anything reads the device."""
-    from sm_train import dist
+    would train alone. Exported before parsing: TrainingArguments sets up the device as it is built."""
+    from sm_train import dist, smdist
 
-    variables = dist.torch_variables(dist.topology(environment))
+    # SMDDP: fails at once when it cannot run here; else torch's variables for mpirun plus SMDATAPARALLEL_LOCAL_RANK.
+    variables = {**dist.torch_variables(dist.topology(environment)), **smdist.data_parallel_environment(environment)}
     if not variables:
         return environment
     for name, value in variables.items():
@@ -72,13 +73,14 @@ def train(argv: Sequence[str]) -> int:
     try:
         with interrupt_on_signal(lambda: "while starting: this attempt trained and saved nothing."):
             setup_logging()
-            from sm_train import config, dist, runner
+            from sm_train import config, dist, runner, smdist
 
             environment = _launched(environment)
             items = config.source_items(environment, argv)
             # A token in the environment (HF_TOKEN, as the README recommends) is scrubbed like a hyperparameter's.
             secrets = secret_values([*items, *((k, v) for k, v in os.environ.items() if k in TOKEN_VARIABLES)])
             cfg = config.parse(items, environment)  # the sources read once
+            smdist.check(cfg, environment)  # smdistributed asked for: runs here, or fails before data and model load
             topo = dist.topology(environment)
             command = dist.relaunch_command(topo, environment, dist.gpu_count(environment), argv, dist.entry_point())
             if command and cfg.job.auto_launch:

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import set_seed
 
-from sm_train import __version__, cache, claim, collective, data, device, dist, outputs, training, trajectory
+from sm_train import __version__, cache, claim, collective, data, device, dist, outputs, smdist, training, trajectory
 from sm_train.callbacks import SaveOrStop
 from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
@@ -138,6 +138,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         run_id = _run_identity(cfg, task, model_name, tokenizer, fingerprints) if trains else None
 
         set_seed(args.seed)
+        smdist.init_model_parallel(cfg)  # SMP v2: torch.sagemaker.init() before the model is built
         model = load(
             task.model_class, model_name, "model", trust_remote_code=cfg.job.trust_remote_code, **task.model_kwargs()
         )
