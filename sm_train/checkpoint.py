@@ -1,8 +1,8 @@
 """Checkpoints that are complete or absent, and where training resumes from.
 
 A checkpoint counts as complete only when sm_train's manifest (written after Trainer finished every file) lists
-files that are all present with their sizes, its trainer state, weights, optimizer and scheduler read back, and its
-random states are there.
+files that are all present with their sizes, its trainer state, weights, optimizer and scheduler read back (FSDP and
+DeepSpeed layouts: sharded.py), and its random states are there.
 SageMaker restores the checkpoint dir from S3 before every attempt, so a checkpoint cut off by a spot interruption
 (killed mid-write, or only partly uploaded) can be there: it is set aside, never resumed from.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 import shutil
 import struct
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sm_train import sharded
 from sm_train.errors import ConfigError
 from sm_train.files import file_sizes, size_problem, write_atomically
 
@@ -46,24 +48,33 @@ def _safetensors_ok(path: Path) -> bool:
 def problem(path: Path) -> str | None:
     """Why the checkpoint at `path` cannot be resumed from, or None when it is complete."""
     try:
-        manifest_path = path / MANIFEST
-        if manifest_path.is_file():
-            wrong = size_problem(path, json.loads(manifest_path.read_text())["files"])
-            if wrong:
-                return wrong
+        found = json.loads((path / MANIFEST).read_text()) if (path / MANIFEST).is_file() else {}
+        wrong = size_problem(path, found["files"]) if found else None
+        if wrong:
+            return wrong
         json.loads((path / STATE_FILE).read_text())
-        weights = [path / name for name in WEIGHTS if (path / name).is_file()]
-        if not weights:
-            return "no model weights"
-        if weights[0].suffix == ".safetensors" and not _safetensors_ok(weights[0]):
-            return f"{weights[0].name} is truncated"
-        for name in TRAINING_STATE:
-            if not zipfile.is_zipfile(path / name):
-                return f"{name} is missing or unreadable"
-        if not any(path.glob("rng_state*.pth")):  # without it the resumed data order and dropout differ
+        rngs = list(path.glob("rng_state*.pth"))
+        kind = sharded.layout(path)
+        wrong = sharded.problem(path, kind, found.get("world_size", len(rngs))) if kind else _plain_problem(path)
+        if wrong:
+            return wrong
+        if not rngs:  # without it the resumed data order and dropout differ
             return "rng_state.pth is missing"
-    except (OSError, ValueError, KeyError, struct.error) as e:
+    except (OSError, ValueError, KeyError, struct.error, pickle.UnpicklingError) as e:
         return f"unreadable ({type(e).__name__}: {e})"
+    return None
+
+
+def _plain_problem(path: Path) -> str | None:
+    """A checkpoint of one unsharded model: its weights, optimizer.pt and scheduler.pt."""
+    weights = [path / name for name in WEIGHTS if (path / name).is_file()]
+    if not weights:
+        return "no model weights"
+    if weights[0].suffix == ".safetensors" and not _safetensors_ok(weights[0]):
+        return f"{weights[0].name} is truncated"
+    for name in TRAINING_STATE:
+        if not zipfile.is_zipfile(path / name):
+            return f"{name} is missing or unreadable"
     return None
 
 
@@ -128,34 +139,21 @@ def short_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}"
 
 
-def _weights_problem(weights: Path, model: Any) -> str | None:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    from safetensors import safe_open
-
-    with safe_open(str(weights), "pt") as f:
-        saved = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
-    shared = saved.keys() & expected.keys()
-    wrong = sorted(name for name in shared if saved[name] != expected[name])
-    if wrong:
-        return f"its weights belong to another model ({wrong[0]}: {saved[wrong[0]]} here, {expected[wrong[0]]} in it)"
-    if len(shared) < len(saved) / 2:
-        return f"its weights belong to another model ({len(saved) - len(shared)} of {len(saved)} tensors unknown)"
-    return None
-
-
 def load_problem(path: Path, model: Any) -> str | None:
     """Why Trainer could not load this complete checkpoint into `model`, checked with pickle-safe loads only: the
-    weights' names and shapes against the model's, the optimizer and scheduler as torch archives (memory-mapped)."""
+    weights' names and shapes against the model's (from model.safetensors, or an FSDP checkpoint's metadata), the
+    optimizer and scheduler as torch archives (memory-mapped)."""
     import torch
 
-    weights = path / "model.safetensors"
+    kind = sharded.layout(path)
+    weights = path / (f"{sharded.FSDP_MODEL}_0" if kind == sharded.FSDP_SHARDED else "model.safetensors")
     try:
-        wrong = _weights_problem(weights, model) if weights.is_file() and model is not None else None
+        wrong = None if model is None or not weights.exists() else sharded.weights_problem(weights, model)
     except Exception as e:  # noqa: BLE001 - any failure to load here is one Trainer would hit
         return f"{weights.name} does not load ({short_error(e)})"
     if wrong:
         return wrong
-    for name in TRAINING_STATE:
+    for name in sharded.torch_files(path, kind) if kind else TRAINING_STATE:
         try:
             torch.load(path / name, map_location="cpu", weights_only=True, mmap=True)
         except Exception as e:  # noqa: BLE001

@@ -172,7 +172,7 @@ class SlowPreprocessing(TextClassification):
 
     name = "text-classification"
 
-    def preprocess(self, split, tokenizer, *, training, num_proc=None):  # noqa: ANN001, ANN201
+    def preprocess(self, split, *, training, num_proc=None):  # noqa: ANN001, ANN201
         print("preprocessing now", file=sys.stderr, flush=True)
         time.sleep(120)
 
