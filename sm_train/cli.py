@@ -3,6 +3,10 @@
 python -m sm_train [train] [--name value ...]      run a training job (the default)
 python -m sm_train metric-definitions --task T    the estimator's metric_definitions as JSON
 python -m sm_train hyperparameters [--task T]     the hyperparameter reference as a Markdown table
+python -m sm_train local --channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ...
+                                                  a job on local folders, in an /opt/ml-shaped tree (local.py)
+python -m sm_train check [as local, or --root TREE ...]
+                                                  preflight: every problem of a job, found without training
 """
 
 from __future__ import annotations
@@ -73,8 +77,9 @@ def train(argv: Sequence[str]) -> int:
     try:
         with interrupt_on_signal(lambda: "while starting: this attempt trained and saved nothing."):
             setup_logging()
-            from sm_train import config, dist, runner, smdist
+            from sm_train import config, dist, local, runner, smdist
 
+            local.hand_over_to_toolkit(environment, os.environ)  # script mode in sm_train's image: does not return
             environment = _launched(environment)
             items = config.source_items(environment, argv)
             # A token in the environment (HF_TOKEN, as the README recommends) is scrubbed like a hyperparameter's.
@@ -115,31 +120,32 @@ def _task_option(command: str, argv: Sequence[str]) -> str | None:
 
 
 def metric_definitions(argv: Sequence[str]) -> int:
+    from sm_train.catalog import metric_names  # light: no torch, transformers or datasets (a notebook)
     from sm_train.metrics import metric_definitions as definitions
-    from sm_train.tasks import get_task
 
     try:
-        task = get_task(_task_option("metric-definitions", argv) or "text-classification")
+        names = metric_names(_task_option("metric-definitions", argv) or "text-classification")
     except UserError as error:
         print(error, file=sys.stderr)
         return 2
-    print(json.dumps(definitions(task.metric_names), indent=2))
+    print(json.dumps(definitions(names), indent=2))
     return 0
 
 
 def hyperparameters(argv: Sequence[str]) -> int:
+    # Light imports only: no torch, transformers or datasets (a notebook with only the SDK).
+    from sm_train.catalog import ARGS, hyperparameter_reference, task_args
     from sm_train.compat import ALWAYS, RULES
-    from sm_train.config import JobArgs, hyperparameter_reference
-    from sm_train.tasks import TASKS, get_task
+    from sm_train.job_args import JobArgs
     from sm_train.trajectory import EXTEND, FREE
 
     try:
         name = _task_option("hyperparameters", argv)
-        tasks = [(name, get_task(name))] if name else list(TASKS.items())
+        tasks = [(name, task_args(name))] if name else list(ARGS.items())
     except UserError as error:
         print(error, file=sys.stderr)
         return 2
-    tables = [("every task", JobArgs)] + [(f"task={name}", task.Args) for name, task in tasks]
+    tables = [("every task", JobArgs)] + [(f"task={name}", args) for name, args in tasks]
     for title, dataclass_type in tables:
         print(f"#### {title}\n\n| name | default | description |\n|---|---|---|")
         for row in hyperparameter_reference(dataclass_type):
@@ -156,7 +162,26 @@ def hyperparameters(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "metric-definitions": metric_definitions, "hyperparameters": hyperparameters}
+def local_job(argv: Sequence[str]) -> int:
+    from sm_train import local
+
+    return local.main(argv, os.environ)
+
+
+def check(argv: Sequence[str]) -> int:
+    setup_logging()
+    from sm_train import preflight
+
+    return preflight.main(argv, os.environ)
+
+
+COMMANDS = {
+    "train": train,
+    "metric-definitions": metric_definitions,
+    "hyperparameters": hyperparameters,
+    "local": local_job,
+    "check": check,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

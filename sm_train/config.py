@@ -13,7 +13,7 @@ import logging
 import re
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
 from transformers import HfArgumentParser, TrainingArguments
@@ -176,12 +176,3 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
 
 def load(env: SageMakerEnv, argv: Sequence[str]) -> Config:
     return parse(source_items(env, argv), env)
-
-
-def hyperparameter_reference(dataclass_type: type) -> list[tuple[str, str, str]]:
-    """(name, default, help) of each field, for the README's hyperparameter reference."""
-    rows = []
-    for f in fields(dataclass_type):
-        default = "" if f.default in (MISSING, None) else f"`{f.default}`"
-        rows.append((f.name, default, f.metadata.get("help", "")))
-    return rows

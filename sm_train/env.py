@@ -87,6 +87,9 @@ class SageMakerEnv:
     resource_config: Mapping[str, Any] = field(default_factory=dict)
     input_data_config: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_config: Mapping[str, Any] | None = None
+    # Script mode: the entry point SageMaker's toolkit runs (sagemaker_program in hyperparameters.json); None for an
+    # image run as its own algorithm (bring your own container).
+    program: str | None = None
 
     @property
     def in_sagemaker(self) -> bool:
@@ -142,6 +145,12 @@ def _hyperparameters(environ: Mapping[str, str], config_dir: Path) -> tuple[dict
     return None, framework, "argv"
 
 
+def _program(config_dir: Path) -> str | None:
+    raw = _read_json(config_dir / "hyperparameters.json")
+    value = decode_value(raw.get("sagemaker_program")) if isinstance(raw, dict) else None
+    return str(value) if value else None
+
+
 def _channels(environ: Mapping[str, str], root: Path, input_data_config: Mapping[str, Any]) -> dict[str, Path]:
     """Channel name -> directory: SM_CHANNELS/SM_CHANNEL_*, else inputdataconfig.json, else input/data/* dirs."""
     data_dir = root / "input" / "data"
@@ -191,4 +200,5 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         resource_config=resource_config,
         input_data_config=input_data_config,
         checkpoint_config=checkpoint_config,
+        program=_program(config_dir),
     )

@@ -11,9 +11,10 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: metric_definitions() runs without numpy (a notebook with only the SDK)
+    import numpy as np
 
 PREFIX = "[metric]"
 # A number as repr() prints it (scientific notation, negatives) or nan/inf.
@@ -40,6 +41,8 @@ EVAL_RESULT_NAMES = ("loss", "runtime", "samples_per_second", "steps_per_second"
 
 def format_value(value: Any) -> str | None:
     """The printed form of a metric value; None for values that are not numbers."""
+    import numpy as np
+
     if isinstance(value, bool | np.bool_):
         return str(int(value))
     if isinstance(value, int | np.integer):

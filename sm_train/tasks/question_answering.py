@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from transformers import (
     default_data_collator,
 )
 
-from sm_train.errors import ConfigError, DataError, require_at_least
+from sm_train.catalog import METRIC_NAMES, QuestionAnsweringArgs
+from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 from sm_train.tasks.qa_spans import ANSWER_TYPE, Windows, answer_list, answer_tokens, best_answers, misplaced_answers
@@ -30,44 +30,11 @@ from sm_train.tasks.qa_spans import ANSWER_TYPE, Windows, answer_list, answer_to
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class QuestionAnsweringArgs:
-    question_column: str = field(default="question", metadata={"help": "Question column."})
-    context_column: str = field(default="context", metadata={"help": "Context column."})
-    answer_column: str = field(
-        default="answers", metadata={"help": "Answers column: {text: [...], answer_start: [...]}."}
-    )
-    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context part)."})
-    doc_stride: int = field(default=128, metadata={"help": "Tokens of overlap between the windows of a long context."})
-    pad_to_max_length: bool = field(default=False, metadata={"help": "Pad every window to max_seq_length."})
-    n_best_size: int = field(default=20, metadata={"help": "Start and end candidates searched per window."})
-    max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
-    version_2_with_negative: bool = field(default=False, metadata={"help": "SQuAD v2: questions may have no answer."})
-    null_score_diff_threshold: float = field(
-        default=0.0, metadata={"help": "SQuAD v2: predict no answer when null score - best score exceeds this."}
-    )
-
-    def __post_init__(self) -> None:
-        if self.doc_stride >= self.max_seq_length:
-            raise ConfigError(
-                f"doc_stride={self.doc_stride} must be smaller than max_seq_length={self.max_seq_length} "
-                "(it is the overlap between windows, and the question takes room too)."
-            )
-        require_at_least(
-            1,
-            max_seq_length=self.max_seq_length,
-            n_best_size=self.n_best_size,
-            max_answer_length=self.max_answer_length,
-        )
-
-
 class QuestionAnswering(Task):
     name = "question-answering"
     Args = QuestionAnsweringArgs
     model_class = AutoModelForQuestionAnswering
-    metric_names = (
-        "exact_match", "f1", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total"
-    )  # fmt: skip
+    metric_names = METRIC_NAMES[name]
     best_metric = "f1"  # QA evaluation is judged by F1; its loss on windows says little
 
     def __init__(self, args: QuestionAnsweringArgs, tokenizer: PreTrainedTokenizerBase) -> None:

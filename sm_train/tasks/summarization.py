@@ -8,7 +8,6 @@ config, so the saved model summarizes the same way (not cut at transformers' def
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
-from sm_train.errors import DataError, require_at_least
+from sm_train.catalog import METRIC_NAMES, SummarizationArgs
+from sm_train.errors import DataError
 from sm_train.metrics import rouge
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 
@@ -33,32 +33,6 @@ logger = logging.getLogger(__name__)
 # (text, summary) column pairs of well-known datasets: samsum/dialogsum, xsum, cnn_dailymail, and the generic one.
 KNOWN_LAYOUTS = (("dialogue", "summary"), ("document", "summary"), ("article", "highlights"), ("text", "summary"))
 LABEL_PAD = -100  # ignored by the loss; must become the pad id before decoding (else OverflowError)
-
-
-@dataclass
-class SummarizationArgs:
-    text_column: str | None = field(
-        default=None, metadata={"help": "Text column. Default: dialogue, document, article or text, by layout."}
-    )
-    summary_column: str | None = field(
-        default=None, metadata={"help": "Summary column. Default: summary or highlights, by layout."}
-    )
-    max_source_length: int = field(default=1024, metadata={"help": "Input tokens (capped by the model's limit)."})
-    max_target_length: int = field(default=128, metadata={"help": "Summary tokens for training."})
-    val_max_target_length: int | None = field(
-        default=None, metadata={"help": "Summary tokens for evaluation and generation. Default: max_target_length."}
-    )
-    source_prefix: str | None = field(
-        default=None, metadata={"help": "Text put before every input. Default: 'summarize: ' for T5 models."}
-    )
-
-    def __post_init__(self) -> None:
-        require_at_least(
-            1,
-            max_source_length=self.max_source_length,
-            max_target_length=self.max_target_length,
-            val_max_target_length=self.val_max_target_length,
-        )
 
 
 def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
@@ -73,7 +47,7 @@ class Summarization(Task):
     model_class = AutoModelForSeq2SeqLM
     training_args_class = Seq2SeqTrainingArguments
     trainer_class = Seq2SeqTrainer
-    metric_names = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
+    metric_names = METRIC_NAMES[name]
     # Evaluation generates summaries; predictions move to the CPU every 16 steps so memory stays bounded.
     training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}
 

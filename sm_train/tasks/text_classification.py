@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,31 +15,19 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from sm_train.errors import DataError, require_at_least
+from sm_train.catalog import METRIC_NAMES, TextClassificationArgs
+from sm_train.errors import DataError
 from sm_train.metrics import classification_metrics
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TextClassificationArgs:
-    text_column: str | None = field(default=None, metadata={"help": "Text column. Default: 'text', else 'sentence'."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column (pairs)."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column. Default: 'label', else 'labels'."})
-    max_seq_length: int | None = field(
-        default=None, metadata={"help": "Truncate inputs to this many tokens. Default: min(512, tokenizer limit)."}
-    )
-
-    def __post_init__(self) -> None:
-        require_at_least(8, " tokens", max_seq_length=self.max_seq_length)
-
-
 class TextClassification(Task):
     name = "text-classification"
     Args = TextClassificationArgs
     model_class = AutoModelForSequenceClassification
-    metric_names = ("accuracy", "f1", "precision", "recall")
+    metric_names = METRIC_NAMES[name]
 
     def __init__(self, args: TextClassificationArgs, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(args, tokenizer)

@@ -9,7 +9,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_hyperparameter_reference_is_current() -> None:
     text = README.read_text()
-    assert text.split(BEGIN)[1].split(END)[0].strip() == generated(), "run `make readme`"
+    assert text.split(BEGIN)[1].split(END)[0].strip() == generated(), "run `make docs`"
 
 
 def test_readme_quickstart_gives_the_two_commands() -> None:

@@ -1,0 +1,245 @@
+"""Jobs outside SageMaker: local runs on plain folders, the trees they run in, and the container entry in script mode.
+
+`python -m sm_train local --channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ...` builds an
+/opt/ml-shaped tree (hyperparameters.json encoded as SDK v2 does, channels linked to the folders, a checkpoint dir
+kept across runs) and runs `python -m sm_train train` on it in a child process with SAGEMAKER_BASE_DIR: the very
+process a container runs, with its own signals, logging and exit code, and free to replace itself with torchrun.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sm_train.dialects import NO_VALUE, argv_items, normalize_key
+from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, decode_value, from_environ
+from sm_train.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARENT = Path(".sm_train")  # local trees go under ./.sm_train/<timestamp>/ unless --root says otherwise
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+USAGE = "--channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ..."
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `local` or `check` was asked: the tree's parts, and the hyperparameters given after `--`."""
+
+    channels: dict[str, Path]
+    roots: tuple[Path, ...]
+    checkpoints: Path | None
+    arguments: tuple[str, ...]  # the hyperparameters as given after `--`
+
+    @property
+    def hyperparameters(self) -> list[tuple[str, Any]]:
+        return argv_items(self.arguments)
+
+    @property
+    def builds(self) -> bool:
+        """Anything given that the tree must hold; otherwise an existing tree runs as it is."""
+        return bool(self.channels or self.arguments or self.checkpoints)
+
+
+def _channel(command: str, value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not CHANNEL_NAME.match(name) or not path:
+        raise UserError(f"{command}: --channel takes NAME=PATH (e.g. --channel train=data/train), got {value!r}.")
+    if not Path(path).expanduser().exists():
+        raise UserError(f"{command}: --channel {value}: {path} does not exist.")
+    return name, Path(path).expanduser().resolve()
+
+
+def parse_request(argv: Sequence[str], command: str) -> Request:
+    """The command's own options before `--`, the job's hyperparameters after it."""
+    args = list(argv)
+    own, hyperparameters = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
+    channels: dict[str, Path] = {}
+    roots: list[Path] = []
+    checkpoints = None
+    for key, value in argv_items(own):
+        option = normalize_key(key)
+        values = value if isinstance(value, list) else [value]
+        if value is NO_VALUE or option not in ("channel", "root", "checkpoints"):
+            raise UserError(
+                f"{command}: cannot use {key}{'' if value is NO_VALUE else ' ' + str(value)}; usage: python -m "
+                f"sm_train {command} {USAGE} (hyperparameters go after --)."
+            )
+        if option == "channel":
+            channels.update(_channel(command, v) for v in values)
+        elif option == "root":
+            roots += [Path(v).expanduser().resolve() for v in values]
+        else:
+            checkpoints = Path(values[-1]).expanduser().resolve()
+    argv_items(hyperparameters)  # refuses a stray value now, before anything runs
+    request = Request(channels, tuple(roots), checkpoints, tuple(hyperparameters))
+    if len(roots) > 1 and (request.builds or command != "check"):
+        raise UserError(f"{command}: give one --root (several existing trees can be checked at once, nothing else).")
+    return request
+
+
+def sdk_v2_hyperparameters(items: Sequence[tuple[str, Any]]) -> dict[str, str]:
+    """hyperparameters.json as SDK v2 writes it: each value typed (3, true, "bert") and then json.dumps'ed."""
+    encoded = {}
+    for key, value in items:
+        typed = True if value is NO_VALUE else [decode_value(v) for v in value] if isinstance(value, list) else value
+        encoded[key.lstrip("-")] = json.dumps(decode_value(typed))
+    return encoded
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _link_channels(data_dir: Path, channels: Mapping[str, Path]) -> None:
+    """input/data/<name> -> the folder (or a folder holding a link to the file): nothing is copied."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for entry in data_dir.iterdir():  # the links of an earlier run: this run's channels replace them
+        if entry.is_symlink():
+            entry.unlink()
+        elif entry.is_dir() and all(child.is_symlink() for child in entry.iterdir()):
+            shutil.rmtree(entry)
+        else:
+            raise UserError(f"{entry} is not a channel link sm_train made; use another --root.")
+    for name, path in channels.items():
+        if path.is_dir():
+            (data_dir / name).symlink_to(path, target_is_directory=True)
+        else:
+            (data_dir / name).mkdir()
+            (data_dir / name / path.name).symlink_to(path)
+
+
+def build_tree(root: Path, request: Request) -> None:
+    """The files SageMaker puts under /opt/ml before a job starts, for one host (algo-1). In an existing tree only
+    what the request gives is replaced: `--root DIR -- --max_steps 900` keeps the channels and checkpoints."""
+    config = root / "input" / "config"
+    if request.arguments or not (config / "hyperparameters.json").is_file():
+        _write_json(config / "hyperparameters.json", sdk_v2_hyperparameters(request.hyperparameters))
+    _write_json(config / "resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})
+    if request.channels or not (config / "inputdataconfig.json").is_file():
+        files = {
+            name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"} for name in request.channels
+        }
+        _write_json(config / "inputdataconfig.json", files)
+        _link_channels(root / "input" / "data", request.channels)
+    if request.checkpoints or not (config / "checkpointconfig.json").is_file():
+        # As with checkpoint_s3_uri: the checkpoints stay between runs, so a run on the same tree resumes.
+        _write_json(config / "checkpointconfig.json", {"LocalPath": str(request.checkpoints or root / "checkpoints")})
+    for name in ("model", "output/data", "code"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+
+
+def prepare_tree(request: Request, command: str, root: Path | None = None) -> Path:
+    """The tree the command runs in: an existing one, updated with what the request gives, or a new one."""
+    root = root or (request.roots[0] if request.roots else (DEFAULT_PARENT / time.strftime("%Y%m%d-%H%M%S")).resolve())
+    exists = (root / "input" / "config" / "hyperparameters.json").is_file()
+    if not exists and not request.builds:
+        raise UserError(
+            f"{command}: {root} is not a job tree (no input/config/hyperparameters.json); give the channels and "
+            f"hyperparameters: python -m sm_train {command} {USAGE}"
+        )
+    build_tree(root, request)
+    return root
+
+
+def job_environment(environ: Mapping[str, str], root: Path) -> dict[str, str]:
+    """The child's environment: this one without SageMaker's or a launcher's variables, pointed at the tree."""
+    dropped = ("SM_", "OMPI_COMM_WORLD_")
+    kept = {k: v for k, v in environ.items() if not k.startswith(dropped) and k not in LAUNCHER_VARIABLES}
+    package_parent = str(Path(__file__).resolve().parent.parent)  # `python -m sm_train` from any directory
+    path = [package_parent, *([kept["PYTHONPATH"]] if kept.get("PYTHONPATH") else [])]
+    return kept | {
+        "SAGEMAKER_BASE_DIR": str(root),
+        "TRAINING_JOB_NAME": f"local-{root.name}",
+        "PYTHONPATH": ":".join(path),
+    }
+
+
+def run_child(command: list[str], environ: Mapping[str, str]) -> int:
+    """Run the job with this terminal's output (progress bars on a terminal, plain lines otherwise); SIGINT,
+    SIGTERM and SIGHUP are passed on once, so the job saves and stops as it would in SageMaker."""
+    process = subprocess.Popen(command, env=dict(environ), start_new_session=True)
+
+    def forward(signum: int, frame: Any) -> None:
+        process.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def summary(root: Path, returncode: int) -> str:
+    """Where the job's results are, and how to resume it."""
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(root)})
+    checkpoints = (env.hyperparameters or {}).get("checkpoint_dir") or env.checkpoint_dir
+    lines = [
+        f"sm_train local: the job {'finished' if returncode == 0 else f'failed (exit {returncode})'} in {root}",
+        f"  model:       {env.model_dir}",
+        f"  outputs:     {env.output_data_dir}",
+        f"  checkpoints: {checkpoints}",
+    ]
+    failure = env.output_dir / "failure"
+    if failure.is_file():
+        lines.append(f"  failure:     {failure.read_text(encoding='utf-8').splitlines()[0]}")
+    lines.append(f"  run again (resumes from the checkpoints): python -m sm_train local --root {root}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """`local`: a job on plain folders, as SageMaker runs it; outputs start empty each run, checkpoints are kept."""
+    try:
+        root = prepare_tree(parse_request(argv, "local"), "local")
+    except UserError as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
+    for name in ("model", "output"):  # as each SageMaker attempt starts (the failure file is never overwritten)
+        shutil.rmtree(root / name, ignore_errors=True)
+    (root / "model").mkdir(parents=True)
+    (root / "output" / "data").mkdir(parents=True)
+    sys.stdout.write(f"sm_train local: running the job in {root}\n")
+    sys.stdout.flush()
+    returncode = run_child([sys.executable, "-m", "sm_train", "train"], job_environment(environ, root))
+    sys.stdout.write(summary(root, returncode) + "\n")
+    return returncode
+
+
+def toolkit_command(env: SageMakerEnv) -> list[str] | None:
+    """The container entry in script mode (an estimator with entry_point and this image): SageMaker's toolkit
+    fetches source_dir, installs its requirements.txt and runs the entry point, which starts sm_train again under
+    it. None: run the job here (bring your own container, or already under the toolkit or a launcher)."""
+    if not env.program or env.training_env or env.launcher:
+        return None
+    if importlib.util.find_spec("sagemaker_training") is None:
+        logger.warning(
+            "sagemaker_program=%s is set but the SageMaker training toolkit is not installed: running sm_train's own "
+            "job instead of the entry point",
+            env.program,
+        )
+        return None
+    return [sys.executable, "-m", "sagemaker_training.cli.train"]
+
+
+def hand_over_to_toolkit(env: SageMakerEnv, environ: Mapping[str, str]) -> None:
+    """Replace this process with the toolkit in script mode, as the Hugging Face training containers start it."""
+    command = toolkit_command(env)
+    if command:
+        logger.info("script mode (sagemaker_program=%s): SageMaker's training toolkit runs it", env.program)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], command, dict(environ))
