@@ -8,6 +8,7 @@ needs the full install.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import MISSING, dataclass, field, fields
 
 from sm_train.errors import ConfigError, require_at_least
@@ -106,23 +107,26 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _imported(task: str) -> type:
-    """A task given as 'module:Class', imported from source_dir: needs the full install."""
+def imported_task(task: str) -> type:
+    """A task given as 'module:Class', imported from source_dir (its module needs the full install); the registry
+    (sm_train.tasks.get_task) checks that it is a Task."""
     if ":" not in task:
         raise ConfigError(f"Unknown task {task!r}. Supported tasks: {', '.join(ARGS)} (or 'module:Class').")
-    from sm_train.tasks import get_task
-
-    return get_task(task)
+    module_name, _, class_name = task.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"task={task!r}: cannot import {class_name} from {module_name} ({e}).") from e
 
 
 def task_args(task: str) -> type:
     """The hyperparameter dataclass of a task."""
-    return ARGS[task] if task in ARGS else _imported(task).Args
+    return ARGS[task] if task in ARGS else imported_task(task).Args
 
 
 def metric_names(task: str) -> tuple[str, ...]:
     """The names a task's compute_metrics returns."""
-    return METRIC_NAMES[task] if task in METRIC_NAMES else tuple(_imported(task).metric_names)
+    return METRIC_NAMES[task] if task in METRIC_NAMES else tuple(imported_task(task).metric_names)
 
 
 def hyperparameter_reference(dataclass_type: type) -> list[tuple[str, str, str]]:
