@@ -99,9 +99,29 @@ def save_model(trainer: Trainer, directory: Path) -> None:
     args = trainer.args  # the Trainer's own copy (build_trainer)
     each_node, args.save_on_each_node = args.save_on_each_node, False
     try:
-        trainer.save_model(str(directory))
+        if _sharded_fsdp(trainer):
+            _save_gathered(trainer, directory)
+        else:
+            trainer.save_model(str(directory))
     finally:
         args.save_on_each_node = each_node
+
+
+def _sharded_fsdp(trainer: Trainer) -> bool:
+    fsdp = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    return fsdp is not None and "SHARDED" in str(fsdp.state_dict_type)
+
+
+def _save_gathered(trainer: Trainer, directory: Path) -> None:
+    """FSDP with sharded state dicts (fsdp_config state_dict_type): Trainer.save_model writes no weights then. The
+    whole model is gathered into the first process's memory (every process takes part) and saved as save_model
+    saves a full one."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    state = get_model_state_dict(trainer.model_wrapped, options=options)
+    if trainer.args.should_save:
+        trainer._save(str(directory), state_dict=state)
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):

@@ -3,15 +3,12 @@ for push_to_hub, after training): checked right after parsing."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
 from transformers import TrainingArguments
 
 from sm_train.errors import ConfigError, require_at_least
-
-logger = logging.getLogger(__name__)
 
 
 def validate(job: Any, args: TrainingArguments) -> None:
@@ -48,11 +45,6 @@ def validate(job: Any, args: TrainingArguments) -> None:
             "0 keeps every checkpoint."
         )
     _check_report_to(args.report_to)
-    if args.fsdp and "SHARDED" in str((args.fsdp_config or {}).get("state_dict_type", "")).upper():
-        logger.warning(
-            "fsdp_config state_dict_type=SHARDED_STATE_DICT: checkpoints hold each process's shard and Trainer writes "
-            "no whole model to the model dir; use FULL_STATE_DICT (the default) for a deployable model"
-        )
     if args.push_to_hub:
         _check_push_to_hub(args)
 

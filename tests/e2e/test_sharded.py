@@ -1,6 +1,6 @@
 """FSDP with sharded checkpoints (SHARDED_STATE_DICT), two CPU processes under torchrun: a job killed mid-run
 resumes from its newest whole sharded checkpoint, not from scratch, and ends with the same weights as a job that was
-never interrupted; a torn sharded checkpoint (a shard missing) is set aside.
+never interrupted; a torn sharded checkpoint (a shard missing) is set aside; the model dir gets the whole model.
 
 accelerate runs FSDP on accelerators only (CPU processes silently get DDP), so these jobs run with
 tests/fsdp_cpu/sitecustomize.py, which keeps the FSDP plugin on CPU: Trainer's FSDP wrapping, saves and resume
@@ -70,6 +70,12 @@ def test_killed_fsdp_job_resumes_from_its_sharded_checkpoint(tmp_path: Path) -> 
     final = whole.root / "checkpoints" / "checkpoint-40"
     assert (final / "pytorch_model_fsdp_0" / ".metadata").is_file() and not (final / "model.safetensors").exists()
     assert checkpoint.problem(final) is None
+    # The model dir gets the whole model, gathered from the shards: the final checkpoint's weights, deployable.
+    from safetensors.torch import load_file
+
+    deployed, saved = load_file(str(whole.model_dir / "model.safetensors")), sharded_weights(final)
+    assert deployed.keys() == saved.keys()
+    assert all(torch.equal(deployed[name], saved[name]) for name in saved)
 
     job = tree(tmp_path / "spot", encoder)
     checkpoints = job.root / "checkpoints"
