@@ -7,7 +7,9 @@ TF4_VENV ?= .venv-tf4
 SDK2_VENV ?= .venv-sdk2
 SDK3_VENV ?= .venv-sdk3
 SDK2 ?= sagemaker==2.257.7
-SDK3 ?= sagemaker==3.27.0
+# What `sagemaker==3.27.0` installs for training (ModelTrainer, its container drivers, sagemaker.core's image
+# tables); the meta-package adds serving and MLflow, minutes more to install and unused here.
+SDK3 ?= sagemaker-train==1.27.0
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_SDIST := .demo/dl/vaderSentiment-3.3.2.tar.gz
