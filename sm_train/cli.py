@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sm_train import env as sm_env
 from sm_train import outputs
-from sm_train.errors import Interrupted, UserError, disk_full_reason, interrupt_on_signal
+from sm_train.errors import Interrupted, PushFailed, UserError, disk_full_reason, interrupt_on_signal
 from sm_train.reasons import failure_reason
 from sm_train.redact import scrub, secret_values
 
@@ -98,7 +98,8 @@ def train(argv: Sequence[str]) -> int:
         reason = scrub(disk_full_reason(error, _written(environment, checkpoints)) or failure_reason(error), secrets)
         logger.error("%s\n%s", reason, scrub(traceback.format_exc(), secrets))
         outputs.write_failure(environment.output_dir, reason)
-        guard.clean()
+        if not isinstance(error, PushFailed):  # after a failed push the model dir and outputs are complete: kept
+            guard.clean()
         return error.exit_code if isinstance(error, Interrupted) else 1
     return 0
 

@@ -31,6 +31,10 @@ class DataError(UserError):
     """A channel, file, column or label is missing or malformed."""
 
 
+class PushFailed(UserError):
+    """Pushing to the Hub failed after the model dir and outputs were complete: the job fails, and keeps them."""
+
+
 class Interrupted(BaseException):  # like KeyboardInterrupt: no library "except Exception" swallows it
     """The job stopped on a signal (after saving a checkpoint, when training had begun); the exit code is 128 + the
     signal number."""

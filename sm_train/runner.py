@@ -167,4 +167,5 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
             task.write_predictions(env.output_data_dir)
             sizes = {split: len(raw[split]) for split in raw}
             outputs.write_all(cfg, env, task.card(), model_name, sizes, train_results, eval_results, resume)
+        training.push_model(trainer, env.model_dir)
     return {**train_results, **eval_results}

@@ -22,7 +22,8 @@ from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, 
 from sm_train.checkpoint import STATE_FILE, manifest
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
-from sm_train.errors import Interrupted
+from sm_train.errors import Interrupted, PushFailed
+from sm_train.reasons import failure_reason
 from sm_train.tasks import Task
 from sm_train.tasks.base import token_lengths
 
@@ -102,9 +103,23 @@ def save_model(trainer: Trainer, directory: Path) -> None:
         if _sharded_fsdp(trainer):
             _save_gathered(trainer, directory)
         else:
-            trainer.save_model(str(directory))
+            trainer.save_model(str(directory), _internal_call=True)  # no push to the Hub here: push_model does
     finally:
         args.save_on_each_node = each_node
+
+
+def push_model(trainer: Trainer, model_dir: Path) -> None:
+    """The Hub copy (push_to_hub), once the model dir and the outputs are complete; every process calls it. A
+    failure keeps them: the trained model still reaches S3 with the job."""
+    if not trainer.args.push_to_hub:
+        return
+    try:
+        trainer.push_to_hub(commit_message="Model save", revision=getattr(trainer.args, "hub_revision", None))
+    except Exception as error:
+        raise PushFailed(
+            f"Training finished and the model is saved in {model_dir} (SageMaker uploads it with the job), but "
+            f"pushing it to the Hub (hub_model_id={trainer.args.hub_model_id}) failed: {failure_reason(error)}"
+        ) from error
 
 
 def _sharded_fsdp(trainer: Trainer) -> bool:

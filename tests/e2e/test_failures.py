@@ -208,3 +208,34 @@ def test_an_existing_failure_file_is_kept(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
     assert cli.main(["train"]) == 1
     assert job.failure == "first error, from another rank"
+
+
+# --- after training -------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_push_to_the_hub_keeps_the_trained_model(tmp_path, monkeypatch, capsys, tiny_encoder) -> None:
+    """The Hub unreachable at the end of a finished job: the job fails and says so, and the model dir and outputs
+    stay (SageMaker uploads them), instead of being cleaned away as a half-written job's are."""
+    from huggingface_hub import constants
+    from transformers import Trainer
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    monkeypatch.setattr(Trainer, "init_hf_repo", lambda self, token=None: None)  # no repo created in a test
+    monkeypatch.setattr(Trainer, "_push_from_checkpoint", lambda self, folder: None)
+
+    connect_error = type("ConnectError", (Exception,), {"__module__": "httpx"})  # huggingface_hub 1.x's client
+
+    def unreachable(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise connect_error("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(Trainer, "push_to_hub", unreachable)
+    hps = {"model_name_or_path": str(tiny_encoder), "epochs": 1, "push_to_hub": True, "hub_model_id": "me/model"}
+    job = run_logged(tmp_path, monkeypatch, capsys, hps, channels(tmp_path, ROWS))
+    assert job.returncode == 1
+    assert job.failure.startswith(
+        f"Training finished and the model is saved in {job.model_dir} (SageMaker uploads it with the job), but "
+        "pushing it to the Hub (hub_model_id=me/model) failed: Could not reach the network (ConnectError"
+    )
+    assert (job.model_dir / "model.safetensors").is_file() and (job.output_data_dir / "sm_train_config.json").is_file()
+    assert "hf_secret_token_value" not in job.failure + job.stdout + job.stderr
