@@ -138,18 +138,9 @@ def mpi_ranks(job: Job, python: str, size: int = 2) -> list[subprocess.Popen]:
     return ranks
 
 
-def alone(job: Job, python: str) -> Job:
-    """The same job in one process of the same Python."""
-    done = subprocess.run([python, "-m", "sm_train", "train"], env=job_env(job.root), cwd=REPO,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    job.returncode, job.stdout = done.returncode, done.stdout + done.stderr
-    assert job.returncode == 0, job.stdout[-4000:]
-    return job
-
-
 @pytest.mark.external
 @pytest.mark.parametrize("python", [sys.executable, str(TF4_PYTHON)], ids=["transformers5", "transformers4"])
-def test_an_mpi_launch_trains_as_one_job(tmp_path, encoder, data, python) -> None:
+def test_an_mpi_launch_trains_as_one_job(tmp_path, monkeypatch, encoder, data, python) -> None:
     if python != sys.executable:  # a model saved by transformers 5 names a tokenizer class 4.x lacks
         env = job_env(tmp_path) | {"PYTHONPATH": f"{REPO}:{REPO / 'tests' / 'netguard'}"}
         build = "import sys; from pathlib import Path; from tests import tiny; tiny.build_encoder(Path(sys.argv[1]))"
@@ -159,7 +150,7 @@ def test_an_mpi_launch_trains_as_one_job(tmp_path, encoder, data, python) -> Non
     job.stdout = "\n".join(finish(rank, Job(job.root)).stdout for rank in mpi_ranks(job, python))
     assert_one_job(job, job.root / "checkpoints")
     if python == sys.executable:  # transformers 4.x cannot sample in order (no train_sampling_strategy) to compare
-        assert_same_training(job, alone(tree(tmp_path / "one", encoder, data, 8), python))
+        assert_same_training(job, one_process(tmp_path / "one", encoder, data, monkeypatch))
 
 
 @pytest.mark.external
