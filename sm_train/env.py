@@ -125,14 +125,13 @@ def _int_var(environ: Mapping[str, str], name: str, default: int) -> int:
         return default
 
 
-def _hyperparameters(environ: Mapping[str, str], config_dir: Path) -> tuple[dict[str, Any] | None, dict, str]:
+def _hyperparameters(environ: Mapping[str, str], raw: Any, path: Path) -> tuple[dict[str, Any] | None, dict, str]:
     """User hyperparameters, framework params and where they came from.
 
-    hyperparameters.json is the platform's own copy (every value a string); SM_HPS is the toolkit's decoded copy of
-    the same file. argv is never a source here: toolkit 5.1.1 (in today's DLCs) passes it through /bin/sh.
+    hyperparameters.json (`raw`, read from `path`) is the platform's own copy (every value a string); SM_HPS is the
+    toolkit's decoded copy of the same file. argv is never a source here: toolkit 5.1.1 (in today's DLCs) passes it
+    through /bin/sh.
     """
-    path = config_dir / "hyperparameters.json"
-    raw = _read_json(path)
     if isinstance(raw, dict):
         decoded = {str(k): decode_value(v) for k, v in raw.items()}
         user = {k: v for k, v in decoded.items() if not is_reserved(k)}
@@ -145,8 +144,7 @@ def _hyperparameters(environ: Mapping[str, str], config_dir: Path) -> tuple[dict
     return None, framework, "argv"
 
 
-def _program(config_dir: Path) -> str | None:
-    raw = _read_json(config_dir / "hyperparameters.json")
+def _program(raw: Any) -> str | None:
     value = decode_value(raw.get("sagemaker_program")) if isinstance(raw, dict) else None
     return str(value) if value else None
 
@@ -175,7 +173,9 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
     checkpoint_config = _read_json(config_dir / "checkpointconfig.json")
     # There is no SM_CHECKPOINT_DIR by design (amazon-sagemaker-examples#836): LocalPath is the only source.
     checkpoint_dir = Path((checkpoint_config or {}).get("LocalPath") or root / "checkpoints")
-    hyperparameters, framework_params, source = _hyperparameters(environ, config_dir)
+    hyperparameters_file = config_dir / "hyperparameters.json"
+    raw_hyperparameters = _read_json(hyperparameters_file)  # read once: the job's and the toolkit's keys
+    hyperparameters, framework_params, source = _hyperparameters(environ, raw_hyperparameters, hyperparameters_file)
     training_env = _json_var(environ, "SM_TRAINING_ENV", {})
     hosts = _json_var(environ, "SM_HOSTS", None) or resource_config.get("hosts") or ["algo-1"]
     return SageMakerEnv(
@@ -200,5 +200,5 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         resource_config=resource_config,
         input_data_config=input_data_config,
         checkpoint_config=checkpoint_config,
-        program=_program(config_dir),
+        program=_program(raw_hyperparameters),
     )
