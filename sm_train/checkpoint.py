@@ -16,14 +16,13 @@ import re
 import shutil
 import struct
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sm_train import sharded
 from sm_train.errors import ConfigError
-from sm_train.files import file_sizes, size_problem, write_atomically
+from sm_train.files import archive_problem, file_sizes, size_problem, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +71,7 @@ def _plain_problem(path: Path) -> str | None:
         return "no model weights"
     if weights[0].suffix == ".safetensors" and not _safetensors_ok(weights[0]):
         return f"{weights[0].name} is truncated"
-    for name in TRAINING_STATE:
-        if not zipfile.is_zipfile(path / name):
-            return f"{name} is missing or unreadable"
-    return None
+    return archive_problem(path, list(TRAINING_STATE))
 
 
 def write_manifest(path: Path, world_size: int = 1, run: dict | None = None) -> None:

@@ -13,9 +13,10 @@ transformers 4.57 and 5.x with accelerate 1.x write, beside trainer_state.json, 
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
+
+from sm_train.files import archive_problem
 
 FSDP_MODEL = "pytorch_model_fsdp"
 FSDP_SHARDED, FSDP_FULL, DEEPSPEED = "fsdp-sharded", "fsdp-full", "deepspeed"
@@ -69,13 +70,6 @@ def dcp_problem(directory: Path) -> str | None:
     return None
 
 
-def _zip_problem(path: Path, names: list[str]) -> str | None:
-    for name in names:
-        if not zipfile.is_zipfile(path / name):
-            return f"{name} is missing or unreadable"
-    return None
-
-
 def _deepspeed_problem(path: Path, world_size: int) -> str | None:
     latest = path / DEEPSPEED_LATEST
     if not latest.is_file():
@@ -92,7 +86,7 @@ def _deepspeed_problem(path: Path, world_size: int) -> str | None:
     for kind, files in (("model", partitioned), ("optimizer", optims)):
         if files and len(files) != world_size:
             return f"{tag} has {len(files)} {kind} state files for {world_size} processes"
-    return _zip_problem(folder, models + optims)
+    return archive_problem(folder, models + optims)
 
 
 def problem(path: Path, kind: str, world_size: int) -> str | None:
@@ -100,12 +94,12 @@ def problem(path: Path, kind: str, world_size: int) -> str | None:
     if kind == DEEPSPEED:
         return _deepspeed_problem(path, world_size)
     if kind == FSDP_FULL:
-        return _zip_problem(path, [f"{FSDP_MODEL}.bin", "optimizer.bin", "scheduler.pt"])
+        return archive_problem(path, [f"{FSDP_MODEL}.bin", "optimizer.bin", "scheduler.pt"])
     for name in (f"{FSDP_MODEL}_0", "optimizer_0"):
         wrong = dcp_problem(path / name)
         if wrong:
             return wrong
-    return _zip_problem(path, ["scheduler.pt"])
+    return archive_problem(path, ["scheduler.pt"])
 
 
 def torch_files(path: Path, kind: str) -> list[str]:
