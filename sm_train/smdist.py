@@ -10,7 +10,6 @@ distribution that works instead.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import logging
@@ -129,32 +128,21 @@ def data_parallel_environment(env: SageMakerEnv, torch_version: str | None = Non
     return variables
 
 
-def parse_mp_parameters(value: Any) -> dict[str, Any]:
-    """mp_parameters as a dict: a dict, JSON text, or the toolkit's k=v,k=v rendering; {} when unset."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null", "{}")):
+def parse_mp_parameters(value: str | None) -> dict[str, Any]:
+    """mp_parameters as a dict, from the JSON text the parser makes of every form it arrives in (a dict, JSON, or the
+    toolkit's k=v,k=v rendering: dialects.py); {} when unset."""
+    if value is None or value.strip() in ("", "None", "null", "{}"):
         return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    text = str(value).strip()
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(value)
     except ValueError:
         parsed = None
-    if isinstance(parsed, dict):
-        return parsed
-    pairs = {}
-    for pair in text.split(","):
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"Hyperparameter 'mp_parameters': cannot read {text!r}; pass a JSON object such as "
-                '{"hybrid_shard_degree": 2}.'
-            )
-        try:
-            pairs[key.strip()] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            pairs[key.strip()] = raw.strip()
-    return pairs
+    if not isinstance(parsed, dict):
+        raise ConfigError(
+            f"Hyperparameter 'mp_parameters': cannot read {value!r}; pass a JSON object such as "
+            '{"hybrid_shard_degree": 2}.'
+        )
+    return parsed
 
 
 def mp_parameters(cfg: Any) -> dict[str, Any]:

@@ -151,8 +151,9 @@ def test_smddp_without_a_launcher_fails(smddp_standin: None) -> None:
         ("pipeline=interleaved,ddp=True", {"pipeline": "interleaved", "ddp": True}),
     ],
 )  # fmt: skip
-def test_mp_parameters_read_in_every_dialect(value: Any, expected: dict) -> None:
-    assert smdist.parse_mp_parameters(value) == expected
+def test_mp_parameters_read_in_every_dialect(env: SageMakerEnv, value: Any, expected: dict) -> None:
+    """Each form, as the parser hands it on (dialects.py reads the toolkit's k=v rendering)."""
+    assert smdist.mp_parameters(parse([("model_name_or_path", "m"), ("mp_parameters", value)], env)) == expected
 
 
 def test_unreadable_mp_parameters() -> None:
@@ -236,7 +237,8 @@ def test_smp_v2_ready_and_nothing_asked() -> None:
 # --- check and init_model_parallel -------------------------------------------------------------------------------
 
 
-def job(mp: Any = None, fsdp: Any = (), deepspeed: Any = None) -> Any:
+def job(mp: str | None = None, fsdp: Any = (), deepspeed: Any = None) -> Any:
+    """The parts of a Config smdist reads; smp_parameters as the parser hands it on (JSON text)."""
     args = SimpleNamespace(fsdp=list(fsdp), deepspeed=deepspeed, device="cpu")
     return SimpleNamespace(job=SimpleNamespace(smp_parameters=mp), training_args=args)
 
@@ -259,7 +261,7 @@ def test_check_smp_v1(smp2: Any) -> None:
 def test_check_smp_v2_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch.sagemaker", None)
     with pytest.raises(ConfigError, match=r"torch.sagemaker does not import in this image \(ModuleNotFoundError"):
-        smdist.check(job(V2, fsdp=["full_shard"]), sm_env({}, **TORCHRUN_RANK_1))
+        smdist.check(job(json.dumps(V2), fsdp=["full_shard"]), sm_env({}, **TORCHRUN_RANK_1))
 
 
 def test_check_smp_v2_with_the_library(smp2: Any) -> None:
