@@ -115,14 +115,10 @@ def _lengths(report: Report, task: Task, raw: Mapping[str, Dataset]) -> dict[str
             continue
         features[split] = made
         say(f"[ok] {split}: {len(sample)} of {len(dataset)} rows tokenized into {len(made)} inputs")
-        limit = getattr(task, "max_length", None) or getattr(task, "max_source_length", None)
-        say(f"     inputs: {_distribution(token_lengths(made), limit)}")
+        say(f"     inputs: {_distribution(token_lengths(made), task.max_length)}")
         if "labels" in made.column_names and len(made) and isinstance(made[0]["labels"], list):
-            targets = getattr(task.args, "max_target_length", None)
-            if split != "train":
-                targets = getattr(task.args, "val_max_target_length", None) or targets
             labels = np.array([len(row) for row in made["labels"]])
-            say(f"     labels: {_distribution(labels, targets)}")
+            say(f"     labels: {_distribution(labels, task.target_length(training=split == 'train'))}")
     return features
 
 

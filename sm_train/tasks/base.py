@@ -24,6 +24,7 @@ class Task:
     A job (runner.run) uses a task in this order; each step may rely on the ones before it:
 
     1. ``Task(args, tokenizer)``: built from its hyperparameters (``Args``) once the tokenizer has loaded; no data.
+       It sets ``max_length`` (input tokens); ``target_length(training)`` is the limit of text labels.
     2. ``prepare(raw)``: the raw splits ("train" and/or "eval"), before any model loads. Check columns, labels and
        tokenizer fit, remember what later steps read (columns, labels) and return the splits to use (rows dropped
        or normalised in new datasets: the given dict is not changed). ``card()`` is read here for the run identity.
@@ -58,6 +59,8 @@ class Task:
         # The evaluation features are in length order (length_order): eval_order[i] is the dataset position of the
         # i-th. None: in the data's order.
         self.eval_order: Any = None
+        # Input tokens per row (or per window), the model's limit applied (capped_length); None: no cut.
+        self.max_length: int | None = None
         # The last evaluation's readable answers, for write_predictions; None before any evaluation.
         self.predictions: Any = None
 
@@ -75,6 +78,10 @@ class Task:
     def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
         """Model inputs (with labels) for one split; batched `map` with num_proc workers."""
         raise NotImplementedError
+
+    def target_length(self, training: bool) -> int | None:
+        """Label tokens per row, for tasks whose labels are text (training, or evaluation); None: not cut."""
+        return None
 
     def set_eval(self, examples: Dataset, features: Dataset) -> None:
         """The evaluation rows and the model inputs made from them, for tasks that map predictions back."""

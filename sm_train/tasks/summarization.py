@@ -53,7 +53,7 @@ class Summarization(Task):
 
     def __init__(self, args: SummarizationArgs, tokenizer: PreTrainedTokenizerBase) -> None:
         super().__init__(args, tokenizer)
-        self.max_source_length = capped_length("max_source_length", args.max_source_length, tokenizer)
+        self.max_length = capped_length("max_source_length", args.max_source_length, tokenizer)
         self.prefix = args.source_prefix  # resolved for the model in configure
         self.text_column = self.summary_column = ""  # found in prepare
 
@@ -89,21 +89,19 @@ class Summarization(Task):
         # Saved in config.json: transformers' summarization pipelines (4.x, the inference toolkit) prepend it.
         model.config.prefix = self.prefix or None
         generation = model.generation_config
-        max_length = args.generation_max_length or self.args.val_max_target_length or self.args.max_target_length
+        max_length = args.generation_max_length or self.target_length(training=False)
         num_beams = args.generation_num_beams or generation.num_beams or 1
         generation.max_length, generation.max_new_tokens, generation.num_beams = max_length, None, num_beams
         logger.info("generation: max_length=%d num_beams=%d (evaluation and the saved model)", max_length, num_beams)
 
-    def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
-        target_length = self.args.max_target_length if training else (
+    def target_length(self, training: bool) -> int | None:
+        return self.args.max_target_length if training else (
             self.args.val_max_target_length or self.args.max_target_length
         )  # fmt: skip
-        text, summary, prefix, source_length = (
-            self.text_column,
-            self.summary_column,
-            self.prefix,
-            self.max_source_length,
-        )
+
+    def preprocess(self, split: Dataset, *, training: bool, num_proc: int | None = None) -> Dataset:
+        target_length = self.target_length(training)
+        text, summary, prefix, source_length = self.text_column, self.summary_column, self.prefix, self.max_length
         tokenizer = self.tokenizer
 
         def encode(batch: dict[str, list]) -> dict[str, Any]:
