@@ -60,8 +60,8 @@ def _launched(environment: sm_env.SageMakerEnv) -> sm_env.SageMakerEnv:
     would train alone. Exported before parsing: TrainingArguments sets up the device as it is built."""
     from sm_train import dist, smdist
 
-    # SMDDP: fails at once when it cannot run here; else torch's variables for mpirun plus SMDATAPARALLEL_LOCAL_RANK.
-    variables = {**dist.torch_variables(dist.topology(environment)), **smdist.data_parallel_environment(environment)}
+    # SMDDP: fails at once when it cannot run here, else gives torch's variables and SMDATAPARALLEL_LOCAL_RANK.
+    variables = smdist.data_parallel_environment(environment) or dist.torch_variables(dist.topology(environment))
     if not variables:
         return environment
     for name, value in variables.items():

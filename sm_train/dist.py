@@ -121,12 +121,22 @@ def entry_point(main_file: str | None = None) -> list[str]:
 def relaunch(command: list[str], environ: Mapping[str, str]) -> None:
     """Replace this process with torchrun (it forwards SIGTERM to the processes it starts)."""
     logger.info("relaunching under torchrun (auto_launch=false turns this off): %s", shlex.join(command))
+    replace_process(command, with_package_on_path(environ))
+
+
+def with_package_on_path(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with sm_train's parent folder first on PYTHONPATH: `python -m sm_train` from any directory."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    found = dict(environ)
+    found["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, found.get("PYTHONPATH")) if p)
+    return found
+
+
+def replace_process(command: list[str], environ: Mapping[str, str]) -> None:
+    """This process becomes `command` (exec): the signals sent to it reach that program."""
     sys.stdout.flush()
     sys.stderr.flush()
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    environ = dict(environ)
-    environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, environ.get("PYTHONPATH")) if p)
-    os.execve(command[0], command, environ)
+    os.execve(command[0], command, dict(environ))
 
 
 def check_world(args: Any, topo: Topology) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 import shutil
 import signal
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_train.dialects import NO_VALUE, argv_items, normalize_key
+from sm_train.dist import replace_process, with_package_on_path
 from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, decode_value, from_environ
 from sm_train.errors import UserError
 
@@ -159,13 +159,7 @@ def job_environment(environ: Mapping[str, str], root: Path) -> dict[str, str]:
     """The child's environment: this one without SageMaker's or a launcher's variables, pointed at the tree."""
     dropped = ("SM_", "OMPI_COMM_WORLD_")
     kept = {k: v for k, v in environ.items() if not k.startswith(dropped) and k not in LAUNCHER_VARIABLES}
-    package_parent = str(Path(__file__).resolve().parent.parent)  # `python -m sm_train` from any directory
-    path = [package_parent, *([kept["PYTHONPATH"]] if kept.get("PYTHONPATH") else [])]
-    return kept | {
-        "SAGEMAKER_BASE_DIR": str(root),
-        "TRAINING_JOB_NAME": f"local-{root.name}",
-        "PYTHONPATH": ":".join(path),
-    }
+    return with_package_on_path(kept) | {"SAGEMAKER_BASE_DIR": str(root), "TRAINING_JOB_NAME": f"local-{root.name}"}
 
 
 def run_child(command: list[str], environ: Mapping[str, str]) -> int:
@@ -240,6 +234,4 @@ def hand_over_to_toolkit(env: SageMakerEnv, environ: Mapping[str, str]) -> None:
     command = toolkit_command(env)
     if command:
         logger.info("script mode (sagemaker_program=%s): SageMaker's training toolkit runs it", env.program)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execve(command[0], command, dict(environ))
+        replace_process(command, environ)
