@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
+from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, default_data_collator
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from sm_train import outputs
@@ -71,7 +71,8 @@ def _fix_loss_scaling(model: Any, features: Dataset, collator: Any, args: Any) -
     """Trainer multiplies the loss by the number of processes and skips the division by gradient_accumulation_steps
     for a model whose forward takes **kwargs, expecting it to divide a summed loss by num_items_in_batch. Models
     that return a plain mean and ignore that count (BERT's classification heads in transformers 5) then train
-    with N times the gradients and report N times the loss. One forward on two rows tells which kind this is."""
+    with N times the gradients and report N times the loss. Two forwards on one row tell which kind this is (one
+    row needs no padding, so a task without a collator of its own is served by default_data_collator)."""
     if args.world_size == 1 and args.gradient_accumulation_steps == 1:
         return  # both factors are 1
     forward = inspect.signature(model.forward).parameters
@@ -79,8 +80,7 @@ def _fix_loss_scaling(model: Any, features: Dataset, collator: Any, args: Any) -
     if not takes_count or getattr(model, "accepts_loss_kwargs", True) is False:
         return
     named = {name for name, p in forward.items() if p.kind != p.VAR_KEYWORD}
-    rows = [{k: v for k, v in row.items() if k in named} for row in features.select(range(min(2, len(features))))]
-    batch = collator(rows)
+    batch = (collator or default_data_collator)([{k: v for k, v in features[0].items() if k in named}])
     was_training = model.training
     model.eval()
     try:
