@@ -70,13 +70,16 @@ def _launched(environment: sm_env.SageMakerEnv) -> sm_env.SageMakerEnv:
 
 
 def train(argv: Sequence[str]) -> int:
-    environment = sm_env.from_environ()
-    guard = outputs.OutputGuard((environment.model_dir, environment.output_data_dir))
+    environment: sm_env.SageMakerEnv | None = None  # until the config files are read (inside the failure handler)
+    guard: outputs.OutputGuard | None = None
     secrets: list[str] = []
-    checkpoints = environment.checkpoint_dir  # until the configuration says otherwise
+    checkpoints: Path | None = None  # until the configuration says where
     try:
         with interrupt_on_signal(lambda: "while starting: this attempt trained and saved nothing."):
             setup_logging()
+            environment = sm_env.from_environ()
+            guard = outputs.OutputGuard((environment.model_dir, environment.output_data_dir))
+            checkpoints = environment.checkpoint_dir
             from sm_train import config, dist, local, runner, smdist
 
             local.hand_over_to_toolkit(environment, os.environ)  # script mode in sm_train's image: does not return
@@ -95,10 +98,11 @@ def train(argv: Sequence[str]) -> int:
     except BaseException as error:  # noqa: B036 - tokenizers' PanicException derives from BaseException
         if isinstance(error, SystemExit) and error.code in (0, None):
             raise
-        reason = scrub(disk_full_reason(error, _written(environment, checkpoints)) or failure_reason(error), secrets)
+        written = _written(environment, checkpoints) if environment and checkpoints else {}
+        reason = scrub(disk_full_reason(error, written) or failure_reason(error), secrets)
         logger.error("%s\n%s", reason, scrub(traceback.format_exc(), secrets))
-        outputs.write_failure(environment.output_dir, reason)
-        if not isinstance(error, PushFailed):  # after a failed push the model dir and outputs are complete: kept
+        outputs.write_failure(environment.output_dir if environment else sm_env.output_dir_of(os.environ), reason)
+        if guard is not None and not isinstance(error, PushFailed):  # after a failed push the outputs are complete
             guard.clean()
         return error.exit_code if isinstance(error, Interrupted) else 1
     return 0

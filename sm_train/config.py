@@ -20,7 +20,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from sm_train import compat, defaults, device
-from sm_train.dialects import argv_items, is_true, normalize_key, render
+from sm_train.dialects import argv_items, is_true, is_unset, normalize_key, render
 from sm_train.env import SageMakerEnv, is_reserved
 from sm_train.errors import ConfigError
 from sm_train.job_args import JobArgs
@@ -71,9 +71,9 @@ class _Parser(HfArgumentParser):
         typed = re.match(r"invalid (\w+) value: (.*)", detail)
         if typed:
             raise ConfigError(
-                f"Hyperparameter '{name}' must be {_TYPE_NAMES.get(typed[1], typed[1])}, got {typed[2]}."
+                f"Hyperparameter '{name}' must be {_TYPE_NAMES.get(typed[1], typed[1])}, got {typed[2]}.", key=name
             )
-        raise ConfigError(f"Hyperparameter '{name}': {detail}.")
+        raise ConfigError(f"Hyperparameter '{name}': {detail}.", key=name)
 
 
 _TYPE_NAMES = {"float": "a number", "int": "an integer"}
@@ -117,18 +117,22 @@ def _unknown(key: str, known: Iterable[str]) -> ConfigError:
 
 
 def _task_name(items: Iterable[tuple[str, Any]]) -> str:
-    names = [v for k, v in items if normalize_key(k) == "task" and v not in (None, "")]
+    names = [v for k, v in items if normalize_key(k) == "task" and not is_unset(v)]
     return str(names[-1]) if names else JobArgs.task
 
 
-def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
-    """Typed Config from hyperparameter items. Raises ConfigError with a specific reason."""
-    task_cls = get_task(_task_name(items))
-    dataclass_types = (JobArgs, task_cls.Args, task_cls.training_args_class)
-    parser = _Parser(dataclass_types)
-    kinds = _kinds(parser, dataclass_types)
+def _report(error: ConfigError, problems: list[str] | None) -> None:
+    """Raise, or, when collecting (`check`), record the problem and go on without that value."""
+    if problems is None:
+        raise error
+    problems.append(str(error))
 
+
+def _values(items: Sequence[tuple[str, Any]], kinds: dict[str, str], problems: list[str] | None) -> dict[str, Any]:
+    """Field name -> the value given for it. One value per field: a field named twice (an alias and its field,
+    dashes and underscores, or a name repeated) fails naming both, never the later one silently winning."""
     values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
     for raw_key, raw_value in items:
         key = normalize_key(raw_key)
         if is_reserved(key):
@@ -136,27 +140,61 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         translated = compat.translate(key, raw_value, kinds)
         if translated is None:
             continue
-        key, value = translated
-        if key not in kinds:
-            raise _unknown(key, kinds)
-        values[key] = value
+        field_name, value = translated
+        name = raw_key.lstrip("-")
+        if field_name not in kinds:
+            _report(_unknown(field_name, kinds), problems)
+        elif field_name in values:
+            first = given_as[field_name]
+            both = f"'{name}' is given twice" if first == name else f"'{first}' and '{name}' both set '{field_name}'"
+            _report(ConfigError(f"Hyperparameter {both}: keep one of them.", key=field_name), problems)
+        else:
+            values[field_name], given_as[field_name] = value, name
+    return values
 
-    checkpoints = defaults.checkpoint_root(env, values.get("checkpoint_dir"))
+
+def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv, problems: list[str] | None = None) -> Config:
+    """Typed Config from hyperparameter items. Raises ConfigError with a specific reason.
+
+    problems: collect instead (`check`): each problem about one hyperparameter is appended and that value set
+    aside, so the rest of the job can still be checked with what parses."""
+    task_cls = get_task(_task_name(items))
+    dataclass_types = (JobArgs, task_cls.Args, task_cls.training_args_class)
+    parser = _Parser(dataclass_types)
+    kinds = _kinds(parser, dataclass_types)
+    values = _values(items, kinds, problems)
+    while True:
+        try:
+            return _typed(values, env, task_cls, parser, kinds)
+        except ConfigError as error:
+            if problems is None or error.key not in values:
+                raise
+            problems.append(str(error))
+            del values[error.key]
+
+
+def _typed(
+    values: dict[str, Any], env: SageMakerEnv, task_cls: type[Task], parser: _Parser, kinds: dict[str, str]
+) -> Config:
+    """The user's values over sm_train's defaults, typed by the fields and validated."""
+    values = dict(values)
+    given_checkpoints = values.get("checkpoint_dir")
+    checkpoints = defaults.checkpoint_root(env, None if is_unset(given_checkpoints) else str(given_checkpoints))
     user_output_dir = values.pop("output_dir", None)
-    if user_output_dir not in (None, "", str(checkpoints)):
+    if not is_unset(user_output_dir) and user_output_dir != str(checkpoints):
         logger.info(
             "output_dir=%s is not used: checkpoints go to %s and the final model to %s",
             user_output_dir,
             checkpoints,
             env.model_dir,
         )
-    if values.get("model_name_or_path") in (None, "") and "model" in env.channels:
+    if is_unset(values.get("model_name_or_path")) and "model" in env.channels:
         values["model_name_or_path"] = str(env.channels["model"])
         logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
 
     found = defaults.sagemaker_defaults(env, checkpoints, device.describe(), values)
     lowest = {k: v for k, v in found.items() if k in kinds}  # each transformers version lacks some
-    stopping = values.get("early_stopping_patience") not in (None, "")
+    stopping = not is_unset(values.get("early_stopping_patience"))
     early = defaults.early_stopping_defaults(values, task_cls) if stopping else {}
     merged = {**lowest, **task_cls.training_defaults, **early, **values}
     best_model = is_true(merged.get("load_best_model_at_end"))
@@ -167,7 +205,7 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv) -> Config:
         job, task_args, training_args = parser.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"Invalid training arguments: {e}") from e
-    validate(job, training_args)
+    validate(job, task_args, training_args)
     logger.info(
         "hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str)
     )

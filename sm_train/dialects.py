@@ -23,6 +23,11 @@ UNSET_STRINGS = ("", "None", "null")
 NO_VALUE = "<no value>"  # a value-less --flag on the command line: true for a boolean, an error otherwise
 
 
+def is_unset(value: Any) -> bool:
+    """A value that leaves its field at the default (None, "", "None", "null")."""
+    return value is None or (isinstance(value, str) and value.strip() in UNSET_STRINGS)
+
+
 def is_true(value: Any) -> bool:
     """A boolean hyperparameter's value read as true (a value-less --flag is true)."""
     return value is NO_VALUE or str(value).strip().lower() in TRUE_STRINGS
@@ -79,16 +84,18 @@ def _as_list(key: str, value: Any) -> list[Any]:
             except (ValueError, SyntaxError):
                 continue
         else:
-            raise ConfigError(f"Hyperparameter '{key}': {text!r} is not a list; {how}.")
+            raise ConfigError(f"Hyperparameter '{key}': {text!r} is not a list; {how}.", key=key)
     elif not isinstance(value, list | tuple | dict):
         return [part.strip() for part in str(value).split(",") if part.strip()]
     # A dict would otherwise become one string item ("{'labels': 1}"): label_names would then name no column and
     # evaluation would report neither loss nor metrics (#8).
     if not isinstance(value, list | tuple):
         kind = "a JSON object" if isinstance(value, dict) else f"a single {type(value).__name__}"
-        raise ConfigError(f"Hyperparameter '{key}' takes a list, got {kind}; {how}.")
+        raise ConfigError(f"Hyperparameter '{key}' takes a list, got {kind}; {how}.", key=key)
     if any(isinstance(item, list | tuple | dict) for item in value):
-        raise ConfigError(f"Hyperparameter '{key}' takes a flat list of values, got nested lists or objects; {how}.")
+        raise ConfigError(
+            f"Hyperparameter '{key}' takes a flat list of values, got nested lists or objects; {how}.", key=key
+        )
     return list(value)
 
 
@@ -99,14 +106,17 @@ def _as_dict_token(key: str, value: Any) -> str:
     if isinstance(value, list | tuple) or (isinstance(value, str) and value.strip().startswith("[")):
         raise ConfigError(
             f"Hyperparameter '{key}' takes a JSON object (or the path of a JSON file), got a list; pass a JSON "
-            'object such as {"name": 1}.'
+            'object such as {"name": 1}.',
+            key=key,
         )
     text = str(value).strip()
     if text.startswith("{"):
         try:
             json.loads(text)
         except ValueError as e:
-            raise ConfigError(f"Hyperparameter '{key}': {text!r} is not valid JSON ({e}); pass a JSON object.") from e
+            raise ConfigError(
+                f"Hyperparameter '{key}': {text!r} is not valid JSON ({e}); pass a JSON object.", key=key
+            ) from e
         return text
     if "=" in text and not text.endswith(".json"):
         # The toolkit renders a dict on argv as k=v,k2=v2 with str() values.
@@ -114,7 +124,7 @@ def _as_dict_token(key: str, value: Any) -> str:
         for pair in text.split(","):
             k, sep, v = pair.partition("=")
             if not sep:
-                raise ConfigError(f"Hyperparameter '{key}': cannot read {text!r}; pass a JSON object.")
+                raise ConfigError(f"Hyperparameter '{key}': cannot read {text!r}; pass a JSON object.", key=key)
             try:
                 parsed[k.strip()] = ast.literal_eval(v.strip())
             except (ValueError, SyntaxError):
@@ -125,7 +135,7 @@ def _as_dict_token(key: str, value: Any) -> str:
 
 def _scalar_token(key: str, value: Any) -> str:
     if isinstance(value, list | dict):
-        raise ConfigError(f"Hyperparameter '{key}' takes a single value, got {show(key, value)!r}.")
+        raise ConfigError(f"Hyperparameter '{key}' takes a single value, got {show(key, value)!r}.", key=key)
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, float) else str(value)
@@ -136,17 +146,19 @@ def _bool_token(key: str, value: Any) -> str:
         return "true"
     if str(value).strip().lower() in FALSE_STRINGS:
         return "false"
-    raise ConfigError(f"Hyperparameter '{key}' must be a boolean (true/false/1/0/yes/no), got {value!r}.")
+    raise ConfigError(
+        f"Hyperparameter '{key}' must be a boolean (true/false/1/0/yes/no), got {show(key, value)!r}.", key=key
+    )
 
 
 def render(key: str, value: Any, kind: str) -> list[str]:
     """The tokens for one hyperparameter; an empty list drops it (the default applies)."""
-    if value is None or (isinstance(value, str) and value.strip() in UNSET_STRINGS):
+    if is_unset(value):
         return []
     if kind == "bool":
         return [f"--{key}", _bool_token(key, value)]
     if value is NO_VALUE:
-        raise ConfigError(f"Hyperparameter '{key}' needs a value.")
+        raise ConfigError(f"Hyperparameter '{key}' needs a value.", key=key)
     if kind == "list":
         items = [_scalar_token(key, v) for v in _as_list(key, value)]
         return [f"--{key}", *items] if items else []

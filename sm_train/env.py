@@ -1,7 +1,9 @@
 """A frozen snapshot of the SageMaker training environment: SM_* variables and the /opt/ml files.
 
 This module only reads. It never creates directories, starts processes or calls AWS. The root `/opt/ml` is
-relocatable with SAGEMAKER_BASE_DIR exactly as the sagemaker-training toolkit does it, so every path follows.
+relocatable with SAGEMAKER_BASE_DIR exactly as the sagemaker-training toolkit does it, so every path follows. A
+config file that is not what SageMaker writes (invalid JSON, a wrong type) is a ConfigError naming the file: a job
+must never run on a guess (a `hosts` string read as a list of letters hangs the launch on DNS).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sm_train.errors import ConfigError
 
 DEFAULT_ROOT = "/opt/ml"
 # Keys the toolkit consumes itself (sagemaker_training/params.py); they never reach the user script as
@@ -37,14 +41,25 @@ def is_reserved(key: str) -> bool:
 
 
 def decode_value(value: Any) -> Any:
-    """Decode one hyperparameters.json value as the toolkit does: json.loads when it parses, else the raw string.
+    """One hyperparameters.json value as the field it reaches will read it.
 
-    SDK v2 json-encodes every value ('"bert"', '3', 'true'); SDK v3 and boto3 send raw strings ('bert', '3').
+    SDK v2 json-encodes every value ('"bert"', '"3.10"', '3', 'true'), so a JSON string is decoded. Any other text
+    ('3.10', 'true', '[1, 2]') is kept as given and typed by its field in config.py: SDK v3 and boto3 send raw
+    strings, and json.loads before the field is known turned run_name '3.10' into 3.1 and '1e400' into infinity.
     """
-    if not isinstance(value, str):
-        return value
+    if isinstance(value, str) and value.startswith('"'):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, str) else value
+    return value
+
+
+def _json_or_text(value: Any) -> Any:
+    """A framework parameter as the toolkit reads it (sagemaker_mpi_enabled 'true' -> True)."""
     try:
-        return json.loads(value)
+        return json.loads(value) if isinstance(value, str) else value
     except ValueError:
         return value
 
@@ -101,21 +116,56 @@ class SageMakerEnv:
         return self.checkpoint_config is not None
 
 
-def _read_json(path: Path) -> Any:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"the key {twice[0]!r} appears twice (one value would silently replace the other)")
+    return dict(pairs)
+
+
+def _read_json(path: Path, kind: type = dict) -> Any:
+    """A config file SageMaker writes (None when absent): JSON of the given top-level type, each key once."""
     if not path.is_file():
         return None
-    with path.open(encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{path} cannot be read as JSON ({e}); SageMaker writes this file, fix or remove it.") from e
+    if not isinstance(data, kind):
+        raise ConfigError(
+            f"{path} must hold a JSON {'object' if kind is dict else kind.__name__}, got {_json_type(data)}."
+        )
+    return data
 
 
-def _json_var(environ: Mapping[str, str], name: str, default: Any) -> Any:
+def _json_type(value: Any) -> str:
+    names = ((bool, "a boolean"), (dict, "an object"), (list, "a list"), (str, "a string"), (int | float, "a number"))
+    return next((name for kind, name in names if isinstance(value, kind)), "null")
+
+
+def _json_var(environ: Mapping[str, str], name: str, default: Any, kind: type | None = None) -> Any:
     raw = environ.get(name)
     if not raw:
         return default
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
-        return default
+        if kind is None:
+            return default
+        raise ConfigError(f"The environment variable {name} is not valid JSON: {raw[:80]!r}.") from None
+    if kind is not None and not isinstance(value, kind):
+        raise ConfigError(
+            f"The environment variable {name} must hold a JSON {kind.__name__}, got {_json_type(value)}."
+        )
+    return value
+
+
+def _hosts(hosts: Any, where: str) -> tuple[str, ...]:
+    """The job's hosts: a non-empty list of host names (a string here would be read as one host per letter)."""
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigError(f"'hosts' in {where} must be a non-empty list of host names, got {_json_type(hosts)}.")
+    return tuple(hosts)
 
 
 def _int_var(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -133,13 +183,14 @@ def _hyperparameters(environ: Mapping[str, str], raw: Any, path: Path) -> tuple[
     through /bin/sh.
     """
     if isinstance(raw, dict):
-        decoded = {str(k): decode_value(v) for k, v in raw.items()}
-        user = {k: v for k, v in decoded.items() if not is_reserved(k)}
-        framework = {k: v for k, v in decoded.items() if k.startswith("sagemaker_") and k not in RESERVED_KEYS}
+        user = {str(k): decode_value(v) for k, v in raw.items() if not is_reserved(str(k))}
+        framework = {
+            k: _json_or_text(v) for k, v in raw.items() if k.startswith("sagemaker_") and k not in RESERVED_KEYS
+        }
         return user, framework, str(path)
-    framework = _json_var(environ, "SM_FRAMEWORK_PARAMS", {})
+    framework = _json_var(environ, "SM_FRAMEWORK_PARAMS", {}, dict)
     if "SM_HPS" in environ:
-        hps = _json_var(environ, "SM_HPS", {})
+        hps = _json_var(environ, "SM_HPS", {}, dict)
         return {k: v for k, v in hps.items() if not is_reserved(k)}, framework, "SM_HPS"
     return None, framework, "argv"
 
@@ -162,22 +213,36 @@ def _channels(environ: Mapping[str, str], root: Path, input_data_config: Mapping
     return {}
 
 
+def output_dir_of(environ: Mapping[str, str]) -> Path:
+    """Where the failure file goes: known from the variables alone, even when a config file cannot be read."""
+    return Path(environ.get("SM_OUTPUT_DIR", Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_ROOT)) / "output"))
+
+
 def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
-    """Build the snapshot from `environ` (default: os.environ) and the files under the root."""
+    """Build the snapshot from `environ` (default: os.environ) and the files under the root. ConfigError when a
+    config file is not what SageMaker writes."""
     environ = os.environ if environ is None else environ
     root = Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_ROOT))
     config_dir = Path(environ.get("SM_INPUT_CONFIG_DIR", root / "input" / "config"))
-    output_dir = Path(environ.get("SM_OUTPUT_DIR", root / "output"))
+    output_dir = output_dir_of(environ)
     resource_config = _read_json(config_dir / "resourceconfig.json") or {}
     input_data_config = _read_json(config_dir / "inputdataconfig.json") or {}
     checkpoint_config = _read_json(config_dir / "checkpointconfig.json")
     # There is no SM_CHECKPOINT_DIR by design (amazon-sagemaker-examples#836): LocalPath is the only source.
-    checkpoint_dir = Path((checkpoint_config or {}).get("LocalPath") or root / "checkpoints")
+    local_path = (checkpoint_config or {}).get("LocalPath")
+    if local_path is not None and not isinstance(local_path, str):
+        raise ConfigError(f"'LocalPath' in {config_dir / 'checkpointconfig.json'} must be a path string.")
+    checkpoint_dir = Path(local_path or root / "checkpoints")
     hyperparameters_file = config_dir / "hyperparameters.json"
     raw_hyperparameters = _read_json(hyperparameters_file)  # read once: the job's and the toolkit's keys
     hyperparameters, framework_params, source = _hyperparameters(environ, raw_hyperparameters, hyperparameters_file)
-    training_env = _json_var(environ, "SM_TRAINING_ENV", {})
-    hosts = _json_var(environ, "SM_HOSTS", None) or resource_config.get("hosts") or ["algo-1"]
+    training_env = _json_var(environ, "SM_TRAINING_ENV", {}, dict)
+    sm_hosts = _json_var(environ, "SM_HOSTS", None, list)
+    where = "SM_HOSTS" if sm_hosts else str(config_dir / "resourceconfig.json")
+    hosts = _hosts(sm_hosts or resource_config.get("hosts", ["algo-1"]), where)
+    current_host = environ.get("SM_CURRENT_HOST") or resource_config.get("current_host") or hosts[0]
+    if current_host not in hosts:
+        raise ConfigError(f"The current host {current_host!r} is not one of the job's hosts {list(hosts)} ({where}).")
     return SageMakerEnv(
         root=root,
         model_dir=Path(environ.get("SM_MODEL_DIR", root / "model")),
@@ -189,8 +254,8 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         hyperparameters_source=source,
         channels=_channels(environ, root, input_data_config),
         framework_params=framework_params,
-        hosts=tuple(hosts),
-        current_host=environ.get("SM_CURRENT_HOST") or resource_config.get("current_host") or hosts[0],
+        hosts=hosts,
+        current_host=current_host,
         num_gpus=_int_var(environ, "SM_NUM_GPUS", 0),
         num_cpus=_int_var(environ, "SM_NUM_CPUS", os.cpu_count() or 1),
         job_name=environ.get("TRAINING_JOB_NAME") or training_env.get("job_name") or None,

@@ -16,7 +16,12 @@ class UserError(Exception):
 
 
 class ConfigError(UserError):
-    """A hyperparameter is unknown, mistyped or inconsistent."""
+    """A hyperparameter is unknown, mistyped or inconsistent. `key`: the field it is about, when it is about one
+    (`check` then sets that one aside and goes on checking the rest)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def require_at_least(minimum: int, unit: str = "", **values: float | None) -> None:
@@ -24,7 +29,7 @@ def require_at_least(minimum: int, unit: str = "", **values: float | None) -> No
     The one way sm_train says "must be at least N", for its own and every task's hyperparameters."""
     for name, value in values.items():
         if value is not None and value < minimum:
-            raise ConfigError(f"Hyperparameter '{name}' must be at least {minimum}{unit}, got {value}.")
+            raise ConfigError(f"Hyperparameter '{name}' must be at least {minimum}{unit}, got {value}.", key=name)
 
 
 class DataError(UserError):

@@ -36,13 +36,16 @@ MAX_FAILURE_CHARS = 1024  # SageMaker shows the first 1024 characters as Failure
 
 
 def write_failure(output_dir: Path, reason: str) -> None:
-    """Write the failure file unless one exists: the first error (of any rank) is the one that matters."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Write the failure file unless one exists: the first error (of any rank) is the one that matters. An output
+    dir that cannot be written gets one log line: the reason itself is already in the log."""
     try:
+        output_dir.mkdir(parents=True, exist_ok=True)
         with open(output_dir / "failure", "x", encoding="utf-8") as f:
             f.write(reason[:MAX_FAILURE_CHARS])
     except FileExistsError:
         pass
+    except OSError as e:
+        logger.warning("could not write the failure file in %s (%s: %s)", output_dir, type(e).__name__, e)
 
 
 def write_json(path: Path, data: Any) -> None:

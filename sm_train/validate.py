@@ -3,16 +3,58 @@ for push_to_hub, after training): checked right after parsing."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any
 
 from transformers import TrainingArguments
 
 from sm_train.errors import ConfigError, require_at_least
 
+# Ranges the libraries impose on a field, found by them only deep inside a run: (lowest, a bound below which the
+# value must stay or None, why).
+# NumPy seeds are 32-bit unsigned; DataLoader refuses negative workers; the rest make no sense outside them.
+RANGES: dict[str, tuple[float, float | None, str]] = {
+    "seed": (0, 2**32, "NumPy and torch take seeds from 0 to 2**32-1"),
+    "data_seed": (0, 2**32, "NumPy and torch take seeds from 0 to 2**32-1"),
+    "dataloader_num_workers": (0, None, "0 loads data in the training process"),
+    "dataloader_prefetch_factor": (1, None, "batches loaded ahead by each worker"),
+    "eval_accumulation_steps": (1, None, "evaluation steps before results move to the CPU"),
+    "torch_empty_cache_steps": (1, None, "steps between emptying the device cache"),
+    "num_train_epochs": (0, None, "passes over the training data"),
+    "max_grad_norm": (0, None, "0 turns gradient clipping off"),
+    "weight_decay": (0, None, "torch's optimizers refuse a negative decay"),
+    "adam_epsilon": (0, None, "torch's optimizers refuse a negative epsilon"),
+    "adam_beta1": (0, 1, "torch's Adam refuses betas outside [0, 1)"),
+    "adam_beta2": (0, 1, "torch's Adam refuses betas outside [0, 1)"),
+    "label_smoothing_factor": (0, 1, "the share of probability spread over other labels, below 1"),
+    "early_stopping_threshold": (0, None, "how much the metric must improve"),
+}
 
-def validate(job: Any, args: TrainingArguments) -> None:
+
+def _check_numbers(*dataclass_objects: Any) -> None:
+    """Every number finite (json.loads and float() read "1e400" as infinity, and "nan" passes every comparison),
+    and within the range the libraries impose, while its name can still be given."""
+    for obj in dataclass_objects:
+        for item in fields(obj):
+            value = getattr(obj, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(
+                    f"Hyperparameter '{item.name}' must be a finite number, got {value}; pass a plain number such as "
+                    f"{item.default if isinstance(item.default, int | float) else 1}.",
+                    key=item.name,
+                )
+            low, below, why = RANGES.get(item.name, (None, None, ""))
+            number = isinstance(value, int | float) and not isinstance(value, bool) and low is not None
+            if number and (value < low or (below is not None and value >= below)):
+                span = f"at least {low}" + (f" and below {below}" if below is not None else "")
+                raise ConfigError(f"Hyperparameter '{item.name}' must be {span} ({why}), got {value}.", key=item.name)
+
+
+def validate(job: Any, task_args: Any, args: TrainingArguments) -> None:
     """Values HfArgumentParser types correctly but Trainer would only reject deep inside a run."""
+    _check_numbers(job, task_args, args)
     require_at_least(
         1,
         per_device_train_batch_size=args.per_device_train_batch_size,
@@ -26,23 +68,34 @@ def validate(job: Any, args: TrainingArguments) -> None:
     if args.max_steps <= 0 and args.num_train_epochs <= 0:
         raise ConfigError(
             f"Nothing to train: num_train_epochs={args.num_train_epochs} and max_steps={args.max_steps}; "
-            "set num_train_epochs > 0 or max_steps > 0."
+            "set num_train_epochs > 0 or max_steps > 0.",
+            key="num_train_epochs",
         )
     if job.save_every_minutes is not None and job.save_every_minutes <= 0:
-        raise ConfigError(f"Hyperparameter 'save_every_minutes' must be positive, got {job.save_every_minutes}.")
+        raise ConfigError(
+            f"Hyperparameter 'save_every_minutes' must be positive, got {job.save_every_minutes}.",
+            key="save_every_minutes",
+        )
     if job.early_stopping_patience and args.eval_strategy == "no":
         raise ConfigError(
             "early_stopping_patience needs evaluations during training, and eval_strategy (or save_strategy) is 'no'; "
-            "use steps or epoch."
+            "use steps or epoch.",
+            key="early_stopping_patience",
         )
     if job.sigterm_grace_seconds <= 0:
-        raise ConfigError(f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.")
+        raise ConfigError(
+            f"Hyperparameter 'sigterm_grace_seconds' must be positive, got {job.sigterm_grace_seconds}.",
+            key="sigterm_grace_seconds",
+        )
     if args.learning_rate < 0:
-        raise ConfigError(f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.")
+        raise ConfigError(
+            f"Hyperparameter 'learning_rate' must not be negative, got {args.learning_rate}.", key="learning_rate"
+        )
     if args.save_total_limit is not None and args.save_total_limit < 0:
         raise ConfigError(
             f"Hyperparameter 'save_total_limit' must not be negative, got {args.save_total_limit}; "
-            "0 keeps every checkpoint."
+            "0 keeps every checkpoint.",
+            key="save_total_limit",
         )
     _check_report_to(args.report_to)
     if args.push_to_hub:

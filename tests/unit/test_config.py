@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sm_train.config import load, parse
-from sm_train.env import from_environ
+from sm_train.env import SageMakerEnv, from_environ
 from sm_train.errors import ConfigError
 
 
@@ -76,10 +76,14 @@ def test_argv_is_ignored_inside_sagemaker(tmp_path: Path) -> None:
 
 def test_secrets_are_redacted_in_logs_and_config(parsed, caplog) -> None:
     caplog.set_level(logging.INFO)
-    cfg = parsed(hub_token="hf_SECRET123", push_to_hub_token="hf_OTHER456")
-    assert "hf_SECRET123" not in caplog.text and "hf_OTHER456" not in caplog.text
-    assert cfg.redacted()["hub_token"] == "***"
-    assert cfg.training_args.hub_token in ("hf_SECRET123", "hf_OTHER456")
+    for name, token in (("hub_token", "hf_SECRET123"), ("push_to_hub_token", "hf_OTHER456")):
+        cfg = parsed(**{name: token})
+        assert token not in caplog.text
+        assert cfg.redacted()["hub_token"] == "***"
+        assert cfg.training_args.hub_token == token
+    with pytest.raises(ConfigError) as conflict:
+        parsed(hub_token="hf_SECRET123", push_to_hub_token="hf_OTHER456")
+    assert "hf_" not in str(conflict.value)
 
 
 def test_signal_and_timer_settings(parsed) -> None:
@@ -99,3 +103,68 @@ def test_question_answering_judges_the_best_model_by_f1_only_when_it_loads_it(en
     assert load(env, ["--model_name_or_path", "m", "--group_by_length"]).training_args.train_sampling_strategy == (
         "group_by_length"  # a value-less flag is true, also where a name is translated
     )
+
+
+def _sagemaker_env(tmp_path: Path, hyperparameters: dict[str, str]) -> SageMakerEnv:
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    return from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "dialect",
+    [
+        lambda values: {k: v for k, v in values.items()},  # SDK v3 and boto3: raw strings
+        lambda values: {k: json.dumps(v) for k, v in values.items()},  # SDK v2: each value json.dumps'ed
+    ],
+    ids=["raw-strings", "sdk-v2-json"],
+)
+def test_a_string_field_keeps_the_text_given_in_every_dialect(tmp_path: Path, dialect) -> None:
+    values = {"model_name_or_path": "m", "run_name": "3.10", "hub_model_id": "1e3", "text_column": "0.10"}
+    cfg = load(_sagemaker_env(tmp_path, dialect(values)), [])
+    assert cfg.training_args.run_name == "3.10" and cfg.training_args.hub_model_id == "1e3"
+    assert cfg.task_args.text_column == "0.10"
+    argv = load(from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path / "none")}), ["--run_name", "3.10"])
+    assert argv.training_args.run_name == "3.10"
+
+
+def test_raw_numbers_and_flags_are_typed_by_their_field(tmp_path: Path) -> None:
+    raw = {"model_name_or_path": "m", "epochs": "2", "learning_rate": "3e-5", "fp16": "false", "label_names": '["a"]'}
+    cfg = load(_sagemaker_env(tmp_path, raw), [])
+    args = cfg.training_args
+    assert args.num_train_epochs == 2.0 and args.learning_rate == 3e-5 and args.fp16 is False
+    assert args.label_names == ["a"]
+    assert (
+        load(
+            _sagemaker_env(tmp_path / "n", {"model_name_or_path": "m", "max_steps": "null"}), []
+        ).training_args.max_steps
+        == -1
+    )
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([("epochs", "3"), ("num_train_epochs", "1")], "'epochs' and 'num_train_epochs' both set 'num_train_epochs'"),
+        ([("learning-rate", "1"), ("learning_rate", "2")], "'learning-rate' and 'learning_rate' both set"),
+        ([("--lr", "1"), ("--lr", "2")], "'lr' is given twice"),
+    ],
+)
+def test_one_value_per_field(env, items, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse([("model_name_or_path", "m"), *items], env)
+
+
+def test_check_collects_every_hyperparameter_problem_and_parses_the_rest(env) -> None:
+    problems: list[str] = []
+    items = [("model_name_or_path", "m"), ("learnin_rate", "1"), ("per_device_train_batch_size", "0"), ("seed", "-3"),
+             ("epochs", "2"), ("num_train_epochs", "3"), ("fp16", "maybe"), ("max_steps", "7")]  # fmt: skip
+    cfg = parse(items, env, problems)
+    assert len(problems) == 5, problems
+    for expected in ("'learnin_rate'", "'per_device_train_batch_size'", "'seed'", "both set", "'fp16'"):
+        assert any(expected in problem for problem in problems), expected
+    assert cfg.training_args.max_steps == 7 and cfg.training_args.num_train_epochs == 2
+    assert cfg.training_args.per_device_train_batch_size == 8  # set aside: the default applies
+    with pytest.raises(ConfigError, match="learnin_rate"):
+        parse(items, env)  # a job stops at the first

@@ -3,7 +3,10 @@
 import json
 from pathlib import Path
 
-from sm_train.env import decode_value, from_environ
+import pytest
+
+from sm_train.env import decode_value, from_environ, output_dir_of
+from sm_train.errors import ConfigError
 
 
 def tree(tmp_path: Path, hyperparameters: dict | None = None, **config_files: dict) -> dict[str, str]:
@@ -73,13 +76,14 @@ def test_hyperparameters_json_sdk_v2_and_v3_values(tmp_path: Path) -> None:
         "_tuning_objective_metric": '"eval_loss"',
     }
     env = from_environ(tree(tmp_path, hps))
+    # JSON strings are decoded; other text is typed later by the field it reaches (config.py).
     assert env.hyperparameters == {
         "model_name_or_path": "distilbert-base-uncased",
-        "epochs": 3,
-        "fp16": True,
-        "label_names": ["a", "b"],
+        "epochs": "3",
+        "fp16": "true",
+        "label_names": '["a", "b"]',
         "raw_name": "bert-base",
-        "nothing": None,
+        "nothing": "null",
     }
     assert env.framework_params == {"sagemaker_torch_distributed_enabled": True}
     assert env.hyperparameters_source.endswith("hyperparameters.json")
@@ -114,9 +118,42 @@ def test_hosts_from_resourceconfig(tmp_path: Path) -> None:
     assert env.resource_config["current_host"] == "algo-2"
 
 
-def test_decode_value_is_the_toolkits() -> None:
-    assert decode_value('"1.10"') == "1.10"
-    assert decode_value("1.10") == 1.1  # raw values are coerced exactly like the toolkit does
-    assert decode_value("007") == "007"
-    assert decode_value("NaN") != decode_value("NaN")  # json.loads accepts NaN
+def test_decode_value_keeps_raw_text_for_its_field() -> None:
+    assert decode_value('"1.10"') == "1.10"  # SDK v2: a JSON string
+    # SDK v3 and boto3 send raw strings: json.loads would make run_name "3.10" 3.1 and "1e400" infinity.
+    assert decode_value("3.10") == "3.10" and decode_value("1e400") == "1e400"
+    assert decode_value("007") == "007" and decode_value("NaN") == "NaN"
+    assert decode_value('"unterminated') == '"unterminated'
     assert decode_value(5) == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("hyperparameters", "{not json", r"hyperparameters\.json cannot be read as JSON"),
+        ("hyperparameters", '["epochs", "3"]', r"hyperparameters\.json must hold a JSON object, got a list"),
+        ("hyperparameters", '{"epochs": "3", "epochs": "1"}', r"the key 'epochs' appears twice"),
+        ("resourceconfig", '{"hosts": "algo-1", "current_host": "algo-1"}', r"'hosts' in .* must be a non-empty list"),
+        ("resourceconfig", '{"hosts": ["algo-1"], "current_host": "algo-9"}', r"'algo-9' is not one of"),
+        ("resourceconfig", "", r"resourceconfig\.json cannot be read as JSON"),
+        ("inputdataconfig", '"train"', r"inputdataconfig\.json must hold a JSON object, got a string"),
+        ("checkpointconfig", '{"LocalPath": 5}', r"'LocalPath' in .* must be a path string"),
+    ],
+)
+def test_malformed_config_files_are_named(tmp_path: Path, name: str, content: str, expected: str) -> None:
+    environ = tree(tmp_path)
+    (tmp_path / "input" / "config" / f"{name}.json").write_text(content)
+    with pytest.raises(ConfigError, match=expected):
+        from_environ(environ)
+
+
+def test_malformed_sm_variables_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SM_HOSTS must hold a JSON list, got a string"):
+        from_environ(tree(tmp_path) | {"SM_HOSTS": '"algo-1"'})
+    with pytest.raises(ConfigError, match="SM_HPS is not valid JSON"):
+        from_environ(tree(tmp_path / "b") | {"SM_HPS": "{epochs: 3}"})
+
+
+def test_the_failure_file_location_needs_no_config_file() -> None:
+    assert output_dir_of({"SAGEMAKER_BASE_DIR": "/x"}) == Path("/x/output")
+    assert output_dir_of({"SAGEMAKER_BASE_DIR": "/x", "SM_OUTPUT_DIR": "/y"}) == Path("/y")

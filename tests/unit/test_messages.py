@@ -32,12 +32,12 @@ def in_sagemaker(tmp_path: Path, hyperparameters: dict[str, Any]):
 
 def test_values_that_start_with_a_dash_reach_their_fields(tmp_path: Path) -> None:
     hps = {"task": "question-answering", "null_score_diff_threshold": -1e-05, "run_name": "-exp-1",
-           "label_names": ["-start", "end"], "adam_epsilon": -1e-08, "hub_model_id": "-h"}  # fmt: skip
+           "label_names": ["-start", "end"], "max_steps": -1, "hub_model_id": "-h"}  # fmt: skip
     cfg = load(in_sagemaker(tmp_path, hps), [])
     args = cfg.training_args
     assert cfg.task_args.null_score_diff_threshold == -1e-05
     assert args.run_name == "-exp-1" and args.label_names == ["-start", "end"]
-    assert args.adam_epsilon == -1e-08 and args.hub_model_id == "-h"  # "-h" is a value, not a help flag
+    assert args.max_steps == -1 and args.hub_model_id == "-h"  # "-h" is a value, not a help flag
 
 
 def test_a_negative_learning_rate_gets_its_own_message(tmp_path: Path) -> None:
@@ -47,9 +47,9 @@ def test_a_negative_learning_rate_gets_its_own_message(tmp_path: Path) -> None:
 
 def test_argv_values_that_start_with_a_dash(env) -> None:
     # On a command line "--name -x" is ambiguous, "--name=-x" is not; numbers are always values.
-    argv = ["--model_name_or_path", "m", "--run_name=-exp-1", "--adam_epsilon", "-1e-08", "--label_names=-a,b"]
+    argv = ["--model_name_or_path", "m", "--run_name=-exp-1", "--max_steps", "-1", "--label_names=-a,b"]
     args = load(env, argv).training_args
-    assert args.run_name == "-exp-1" and args.adam_epsilon == -1e-08 and args.label_names == ["-a", "b"]
+    assert args.run_name == "-exp-1" and args.max_steps == -1 and args.label_names == ["-a", "b"]
     with pytest.raises(ConfigError, match=r"'learning_rate' must not be negative, got -5e-05"):
         load(env, ["--model_name_or_path", "m", "--learning_rate", "-5e-05"])
 
