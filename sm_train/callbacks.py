@@ -17,6 +17,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from sm_train import checkpoint, collective
+from sm_train.errors import ignore_repeated_signals
 from sm_train.metrics import metric_lines
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,9 @@ class SaveOrStop(TrainerCallback):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.received is not None:  # stopping: a repeated signal must not kill the process before it exits
+            ignore_repeated_signals()
+            return
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 

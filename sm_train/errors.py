@@ -54,15 +54,31 @@ def interrupt_on_signal(state: Callable[[], str]) -> Iterator[None]:
     """Until training runs (callbacks.SaveOrStop then saves first): SIGTERM/SIGINT stop the job at once, with a
     failure reason ending in `state()`, what was and was not saved."""
 
+    received: list[int] = []
+
     def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        ignore_repeated_signals()
         raise Interrupted(f"Stopped by {signal.Signals(signum).name} {state()}", signum)
 
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        if not received:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def ignore_repeated_signals() -> None:
+    """Once a signal is stopping the job, further ones are ignored to the end of the process: SageMaker, docker
+    stop and impatient users repeat them, and the default action would kill the process by the signal (status -15,
+    not 143) while it writes its failure file."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 # How a full disk surfaces: OSError errno 28 (ENOSPC), or only as text in the wrappers of torch's zip writer

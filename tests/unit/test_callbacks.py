@@ -323,3 +323,19 @@ def test_real_gloo_processes_stop_together_with_few_collectives() -> None:
     outcome = dict((rank, (stopped, reduces)) for rank, stopped, reduces in (results.get() for _ in range(2)))
     assert outcome[0][0] == outcome[1][0] is not None and outcome[0][0] > 30
     assert outcome[0][1] == outcome[1][1] < outcome[0][0] / 5
+
+
+def test_after_a_signal_repeated_ones_are_ignored_to_the_end() -> None:
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with SaveOrStop(grace=90) as stopper:
+            stopper.received = signal.SIGTERM  # what _handle records (without its grace timer)
+        # Exiting the block (the save done, Interrupted on its way to the exit code) must not restore the default
+        # action: a second SIGTERM would then end the process by the signal, not with 143.
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        with SaveOrStop(grace=90):
+            pass
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # no signal this time: what was there is back
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
