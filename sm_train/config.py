@@ -14,6 +14,7 @@ import re
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, NoReturn
 
 from transformers import HfArgumentParser, TrainingArguments
@@ -44,6 +45,15 @@ class Config:
 
     def redacted(self) -> dict[str, Any]:
         return redact_mapping(self.hyperparameters)
+
+    @property
+    def saves_checkpoints(self) -> bool:
+        return self.training_args.save_strategy != "no" or bool(self.job.save_every_minutes)
+
+    def written_dirs(self, env: SageMakerEnv) -> dict[str, Path]:
+        """The folders the job writes, by role: proven writable before any data is read."""
+        checkpoints = {"the checkpoint dir": Path(self.training_args.output_dir)} if self.saves_checkpoints else {}
+        return {"the model dir": env.model_dir, "the output dir": env.output_data_dir, **checkpoints}
 
 
 class _Parser(HfArgumentParser):

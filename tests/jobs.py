@@ -199,6 +199,7 @@ def assert_fails(job: Job, pattern: str) -> None:
     failure = job.failure
     assert failure is not None and len(failure) <= 1024
     assert re.search(pattern, failure.splitlines()[0]), failure
+    assert "unexpected error" not in failure  # a user's mistake is named as one
     assert "Traceback" in job.log  # the full traceback is in the log
     assert not list(job.model_dir.iterdir()), "a failed job must leave no model files"
 
