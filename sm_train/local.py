@@ -4,59 +4,48 @@
 /opt/ml-shaped tree (hyperparameters.json encoded as SDK v2 does, channels linked to the folders, a checkpoint dir
 kept across runs) and runs `python -m sm_train train` on it in a child process with SAGEMAKER_BASE_DIR: the very
 process a container runs, with its own signals, logging and exit code, and free to replace itself with torchrun.
+
+Each run empties the tree's model/ and output/, so a tree is marked as sm_train's by a file at its root,
+`.sm_train-tree` (JSON: {"version": 1, "note": ...}; local_tree.py). --root takes a new or empty folder or a marked
+tree; any other folder is refused (exit 2) and left as it is: sm_train never deletes files it did not write.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 from sm_train.dist import replace_process, with_package_on_path
-from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, decode_value, from_environ
+from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, from_environ
 from sm_train.errors import UserError
+from sm_train.local_tree import Request, build_tree, check_root, rotate
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARENT = Path(".sm_train")  # local trees go under ./.sm_train/<timestamp>/ unless --root says otherwise
-CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")  # a folder input/data/NAME: not ".", ".." or hidden
 USAGE = "--channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ..."
-
-
-@dataclass(frozen=True)
-class Request:
-    """What `local` or `check` was asked: the tree's parts, and the hyperparameters given after `--`."""
-
-    channels: dict[str, Path]
-    roots: tuple[Path, ...]
-    checkpoints: Path | None
-    arguments: tuple[str, ...]  # the hyperparameters as given after `--`
-
-    @property
-    def hyperparameters(self) -> list[tuple[str, Any]]:
-        return argv_items(self.arguments)
-
-    @property
-    def builds(self) -> bool:
-        """Anything given that the tree must hold; otherwise an existing tree runs as it is."""
-        return bool(self.channels or self.arguments or self.checkpoints)
 
 
 def _channel(command: str, value: str) -> tuple[str, Path]:
     name, sep, path = value.partition("=")
-    if not sep or not CHANNEL_NAME.match(name) or not path:
+    if not sep or not name or not path:
         raise UserError(f"{command}: --channel takes NAME=PATH (e.g. --channel train=data/train), got {value!r}.")
+    if not CHANNEL_NAME.match(name):
+        raise UserError(
+            f"{command}: --channel {value}: {name!r} is not a channel name; NAME becomes the folder "
+            f"input/data/NAME, so it takes letters, digits, '.', '_' and '-' and does not start with '.' "
+            f"(e.g. --channel train=data/train)."
+        )
     if not Path(path).expanduser().exists():
         raise UserError(f"{command}: --channel {value}: {path} does not exist.")
     return name, Path(path).expanduser().resolve()
@@ -90,68 +79,17 @@ def parse_request(argv: Sequence[str], command: str) -> Request:
     return request
 
 
-def sdk_v2_hyperparameters(items: Sequence[tuple[str, Any]]) -> dict[str, str]:
-    """hyperparameters.json as SDK v2 writes it: each value typed (3, true, "bert") and then json.dumps'ed."""
-    encoded = {}
-    for key, value in items:
-        typed = True if value is NO_VALUE else [decode_value(v) for v in value] if isinstance(value, list) else value
-        encoded[key.lstrip("-")] = json.dumps(decode_value(typed))
-    return encoded
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _link_channels(data_dir: Path, channels: Mapping[str, Path]) -> None:
-    """input/data/<name> -> the folder (or a folder holding a link to the file): nothing is copied."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for entry in data_dir.iterdir():  # the links of an earlier run: this run's channels replace them
-        if entry.is_symlink():
-            entry.unlink()
-        elif entry.is_dir() and all(child.is_symlink() for child in entry.iterdir()):
-            shutil.rmtree(entry)
-        else:
-            raise UserError(f"{entry} is not a channel link sm_train made; use another --root.")
-    for name, path in channels.items():
-        if path.is_dir():
-            (data_dir / name).symlink_to(path, target_is_directory=True)
-        else:
-            (data_dir / name).mkdir()
-            (data_dir / name / path.name).symlink_to(path)
-
-
-def build_tree(root: Path, request: Request) -> None:
-    """The files SageMaker puts under /opt/ml before a job starts, for one host (algo-1). In an existing tree only
-    what the request gives is replaced: `--root DIR -- --max_steps 900` keeps the channels and checkpoints."""
-    config = root / "input" / "config"
-    if request.arguments or not (config / "hyperparameters.json").is_file():
-        _write_json(config / "hyperparameters.json", sdk_v2_hyperparameters(request.hyperparameters))
-    _write_json(config / "resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})
-    if request.channels or not (config / "inputdataconfig.json").is_file():
-        files = {
-            name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"} for name in request.channels
-        }
-        _write_json(config / "inputdataconfig.json", files)
-        _link_channels(root / "input" / "data", request.channels)
-    if request.checkpoints or not (config / "checkpointconfig.json").is_file():
-        # As with checkpoint_s3_uri: the checkpoints stay between runs, so a run on the same tree resumes.
-        _write_json(config / "checkpointconfig.json", {"LocalPath": str(request.checkpoints or root / "checkpoints")})
-    for name in ("model", "output/data", "code"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-
-
 def prepare_tree(request: Request, command: str, root: Path | None = None) -> Path:
     """The tree the command runs in: an existing one, updated with what the request gives, or a new one."""
     root = root or (request.roots[0] if request.roots else (DEFAULT_PARENT / time.strftime("%Y%m%d-%H%M%S")).resolve())
+    check_root(root, command)  # before anything is written: a file, or a folder sm_train did not make, is refused
     exists = (root / "input" / "config" / "hyperparameters.json").is_file()
     if not exists and not request.builds:
         raise UserError(
             f"{command}: {root} is not a job tree (no input/config/hyperparameters.json); give the channels and "
             f"hyperparameters: python -m sm_train {command} {USAGE}"
         )
-    build_tree(root, request)
+    build_tree(root, request, command)
     return root
 
 
@@ -199,13 +137,10 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """`local`: a job on plain folders, as SageMaker runs it; outputs start empty each run, checkpoints are kept."""
     try:
         root = prepare_tree(parse_request(argv, "local"), "local")
+        rotate(root)  # as each SageMaker attempt starts; only in a tree sm_train marked
     except UserError as error:
         sys.stderr.write(f"{error}\n")
         return 2
-    for name in ("model", "output"):  # as each SageMaker attempt starts (the failure file is never overwritten)
-        shutil.rmtree(root / name, ignore_errors=True)
-    (root / "model").mkdir(parents=True)
-    (root / "output" / "data").mkdir(parents=True)
     sys.stdout.write(f"sm_train local: running the job in {root}\n")
     sys.stdout.flush()
     returncode = run_child([sys.executable, "-m", "sm_train", "train"], job_environment(environ, root))

@@ -1,4 +1,5 @@
-"""`python -m sm_train local`: a job on plain folders in an /opt/ml tree, and a re-run on the same tree resumes."""
+"""`python -m sm_train local`: a job on plain folders in an /opt/ml tree, and a re-run on the same tree resumes.
+`local`, `check` and docker/run_local.sh leave any folder they did not make as it is, and judge a folder alike."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sm_train import cli, local
+from sm_train import cli, local, local_tree
+from sm_train.errors import UserError
 from tests import tiny
+from tests.e2e.test_container import run_script
 from tests.jobs import REPO, write_rows
+from tests.unit.test_local import earlier_tree, snapshot, users_files, users_project
 
 ROWS = [{"text": t, "label": label} for t, label in tiny.sentences(32)]
 HPS = ["--save_steps", "2", "--train_batch_size", "8", "--eval_strategy", "no"]
@@ -88,3 +92,102 @@ def test_local_in_a_child_process_streams_the_log_and_resumes(tmp_path, tiny_enc
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming from {root / 'checkpoints' / 'checkpoint-2'}" in second.stderr
     assert (root / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("command", ["local", "check"])
+def test_a_users_folder_as_root_is_refused_and_left_as_it_is(tmp_path, monkeypatch, capsys, command) -> None:
+    """A project folder with the user's base model in ./model and notes in ./output: `local --root .` once deleted
+    both; `check --root .` must not write into it either."""
+    monkeypatch.setattr(local, "run_child", lambda *args: pytest.fail("the job must not start"))
+    project = users_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    before = snapshot(project)
+    hps = ["--model_name_or_path", "./model"]
+    assert cli.main([command, "--root", ".", "--channel", "train=data", "--", *hps]) == 2
+    assert snapshot(project) == before
+    err = capsys.readouterr().err
+    assert f"{command}: --root {project} is not empty and is not a tree sm_train made" in err
+    assert "found data, output/report.txt, model/weights.bin." in err and "Traceback" not in err
+
+
+def test_run_local_refuses_a_users_folder_and_leaves_it_as_it_is(tmp_path) -> None:
+    project = users_project(tmp_path / "project")
+    before = snapshot(project)
+    done, args = run_script(tmp_path, "--root", "project", "--channel", "train=project/data", "--", "--epochs", "1")
+    assert done.returncode == 2 and not args and snapshot(project) == before
+    assert (
+        f"--root {project} is not empty and is not a tree sm_train made (it has no .sm_train-tree file)" in done.stderr
+    )
+    assert "found data, output/report.txt, model/weights.bin." in done.stderr
+    assert "it never deletes or overwrites files it did not write" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--root", "notes.txt"], "is a file; the job's tree is a folder."),
+        (["--channel", "..=ch"], "--channel ..=ch: '..' is not a channel name"),
+        (["--channel", ".=ch"], "'.' is not a channel name"),
+        (["--channel", ".hidden=ch"], "'.hidden' is not a channel name"),
+    ],
+)
+def test_run_local_usage_errors_about_the_tree(tmp_path, argv, says) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "ch").mkdir()
+    done, args = run_script(tmp_path, *argv)
+    assert done.returncode == 2 and says in done.stderr and not args
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / ".sm_train").exists()
+
+
+def test_run_local_marks_an_empty_folder_as_local_does(tmp_path) -> None:
+    (tmp_path / "tree").mkdir()
+    done, _ = run_script(tmp_path, "--root", "tree", "--", "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "tree" / local_tree.MARKER).read_text() == local_tree.MARKER_TEXT
+    local.prepare_tree(local.parse_request(["--root", str(tmp_path / "tree")], "local"), "local")  # local reuses it
+
+
+def test_run_local_empties_a_marked_trees_outputs_and_check_empties_nothing(tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    root = local.prepare_tree(local.parse_request(["--root", str(tmp_path / "tree"), "--channel",
+                                                  f"train={tmp_path / 'data'}"], "local"), "local")  # fmt: skip
+    for name in ("model/model.safetensors", "output/failure", "output/data/all_results.json", "checkpoints/c/x"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("an earlier run's")
+    before = snapshot(root)
+    done, args = run_script(tmp_path, "--check", "--root", "tree", "--channel", "train=data")
+    assert done.returncode == 0 and args[-1] == "check", done.stderr
+    assert {k: v for k, v in snapshot(root).items() if not k.startswith("input")} == {
+        k: v for k, v in before.items() if not k.startswith("input")
+    }  # the job's config is rewritten; its model, outputs and checkpoints are not touched
+    done, args = run_script(tmp_path, "--root", "tree", "--channel", "train=data")
+    assert done.returncode == 0 and args[-1] == "train", done.stderr
+    assert sorted(snapshot(root / "model")) == [] and sorted(snapshot(root / "output")) == ["data"]
+    assert (root / "checkpoints" / "c" / "x").read_text() == "an earlier run's"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        users_project,
+        lambda folder: users_files(earlier_tree(folder)),
+        lambda folder: earlier_tree(folder, finished=True),
+        lambda folder: earlier_tree(folder, finished=False),
+        lambda folder: (folder / "output").mkdir(parents=True) or (folder / "output" / "failure").write_text("x"),
+        lambda folder: (folder / "model").mkdir(parents=True) or (folder / "model" / "config.json").write_text("{}"),
+    ],
+    ids=["project", "earlier tree and user files", "earlier finished tree", "earlier failed tree",
+         "an earlier failure file only", "a model without results"],
+)  # fmt: skip
+def test_run_local_and_local_judge_an_unmarked_folder_alike(tmp_path, make) -> None:
+    """The rule for trees made before the marker is written twice (Python and bash): the same verdict, the same
+    paths named."""
+    make(tmp_path / "folder")
+    try:
+        local_tree.check_root(tmp_path / "folder", "local")
+        said = None
+    except UserError as error:
+        said = str(error).split(" found ")[1].split(". sm_train")[0]
+    done, _ = run_script(tmp_path, "--root", "folder", "--", "--epochs", "1")
+    assert done.returncode == (0 if said is None else 2), done.stderr
+    assert said is None or f" found {said}. sm_train" in done.stderr
