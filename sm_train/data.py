@@ -76,10 +76,12 @@ def _pick(data: Dataset | DatasetDict, names: tuple[str, ...], where: str) -> Da
 def _hub(job: JobArgs) -> DatasetDict:
     from datasets import load_dataset
 
+    local = Path(job.dataset_name)
+    where = f"the {'folder' if local.is_dir() else 'file'} {local}" if local.exists() else "the Hugging Face Hub"
     try:
         return load_dataset(job.dataset_name, job.dataset_config_name)
     except Exception as e:  # datasets raises many types here: the reason is what matters
-        raise DataError(f"Could not load dataset_name={job.dataset_name!r} from the Hugging Face Hub: {e}") from e
+        raise DataError(f"Could not load dataset_name={job.dataset_name!r} from {where}: {e}") from e
 
 
 def load_raw(job: JobArgs, env: SageMakerEnv) -> DatasetDict:

@@ -1,10 +1,13 @@
 """One data file -> an Arrow table: csv, tsv, json (records, an array, or nested SQuAD), jsonl, parquet; the text
-formats may be gzipped. A file that does not parse is reported with its name and line, never with its content."""
+formats may be gzipped. A file that does not parse is reported with its name and line, never with its content; nor
+does one whose column names repeat (each reader would keep one of them silently, or rename the other)."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,45 @@ def _read_text(path: Path) -> str:
     return data.decode("utf-8-sig")
 
 
+def _no_repeats(path: Path, names: list[str], where: str, what: str = "column") -> None:
+    """A DataError naming the names that occur more than once (empty CSV header cells aside: pandas numbers them)."""
+    repeated = [name for name, count in Counter(names).items() if count > 1 and name != ""]
+    if repeated:
+        raise DataError(
+            f"{path}{where} names the {what}s {repeated[:5]} more than once; give every {what} a unique name (rename "
+            "or drop the repeats) and upload the file again."
+        )
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    """The first non-blank row, read as pandas reads it (pandas would rename a repeated name "text" to "text.1")."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+        try:
+            return next((row for row in csv.reader(f, delimiter=sep) if row), [])
+        except csv.Error:
+            return []  # pandas reports what does not parse
+
+
+class _RepeatedKeys(ValueError):  # args[0]: the object's keys
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; one that repeats a key fails (json keeps the last value silently)."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        raise _RepeatedKeys([name for name, _ in pairs])
+    return record
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_object)
+
+
 def _csv(path: Path, sep: str) -> pa.Table:
     import pandas as pd
 
+    _no_repeats(path, _header(path, sep), ": the header row")
     try:
         # Only empty fields are missing: a label called "NA" or "null" stays a label. low_memory=False types each
         # column from all its rows: chunk by chunk, a column of numbers and words mixes int and str, which Arrow
@@ -54,11 +93,13 @@ def _json_lines(path: Path, text: str) -> tuple[list[Any], list[str]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_JSON.decode(line))
         except json.JSONDecodeError as e:
             raise DataError(
                 f"{path} line {number} is not valid JSON ({e.msg}); each line must be one JSON object."
             ) from e
+        except _RepeatedKeys as e:
+            _no_repeats(path, e.args[0], f" line {number}: an object", "key")
         places.append(f"line {number}")
     return rows, places
 
@@ -70,11 +111,13 @@ def _json(path: Path, as_lines: bool) -> pa.Table:
         rows, places = _json_lines(path, text)
     else:
         try:
-            rows = json.loads(text)
+            rows = _JSON.decode(text)
         except json.JSONDecodeError as e:
             if e.msg != "Extra data":
                 raise DataError(f"{path} line {e.lineno} column {e.colno} is not valid JSON: {e.msg}.") from e
             rows, places = _json_lines(path, text)  # JSON lines saved with a .json name (Dataset.to_json does that)
+        except _RepeatedKeys as e:
+            _no_repeats(path, e.args[0], ": an object", "key")
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
         rows = rows["data"]
         if rows and isinstance(rows[0], dict) and "paragraphs" in rows[0]:
@@ -179,6 +222,7 @@ def _parquet(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     try:
+        _no_repeats(path, pq.read_schema(path).names, ": the schema")  # Arrow tables may repeat a field name
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"{path} is not a readable parquet file: {e}") from e

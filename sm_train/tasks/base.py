@@ -28,6 +28,9 @@ class Task:
     2. ``prepare(raw)``: the raw splits ("train" and/or "eval"), before any model loads. Check columns, labels and
        tokenizer fit, remember what later steps read (columns, labels) and return the splits to use (rows dropped
        or normalised in new datasets: the given dict is not changed). ``card()`` is read here for the run identity.
+       ``check`` also builds a task with tokenizer None (the tokenizer did not load) and runs only this step: the
+       column, type and label checks run, the ones that need a tokenizer (lengths, windows, pre-tokenized ids) are
+       skipped.
     3. ``model_kwargs()``: extra from_pretrained arguments; then ``configure(model, training_args)``.
     4. ``preprocess(split, training=..., num_proc=...)``: model inputs, per split. Skipped when an earlier attempt's
        tokenized cache holds them: nothing a later step needs may be set here.
@@ -50,7 +53,7 @@ class Task:
     training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
     best_metric: ClassVar[str | None] = None  # metric_for_best_model when load_best_model_at_end is on
 
-    def __init__(self, args: Any, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, args: Any, tokenizer: PreTrainedTokenizerBase | None) -> None:
         self.args = args
         self.tokenizer = tokenizer
         # Batch lengths are padded up to a multiple of this (set by the runner for the device, device.pad_multiple);
@@ -152,10 +155,10 @@ def require_columns(raw: DatasetDict, columns: Iterable[str], reference: str) ->
 
 def null_count(split: Dataset, column: str) -> int:
     """Missing values in one column, counted by Arrow."""
-    return _arrow_column(split, column).null_count
+    return arrow_column(split, column).null_count
 
 
-def _arrow_column(split: Dataset, column: str) -> Any:
+def arrow_column(split: Dataset, column: str) -> Any:
     return split.select_columns([column]).with_format("arrow")[:].column(0)
 
 
@@ -184,7 +187,7 @@ def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str |
 
 
 def _drop_blank(split: Dataset, column: str, hyperparameter: str, where: str) -> Dataset:
-    text = _arrow_column(split, column)
+    text = arrow_column(split, column)
     blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0).fill_null(False).to_numpy()
     count = int(blank.sum())
     if count * 2 > len(split):
@@ -199,9 +202,10 @@ def _drop_blank(split: Dataset, column: str, hyperparameter: str, where: str) ->
     return split.select(np.flatnonzero(~blank)) if count else split
 
 
-def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase) -> int:
-    """A token length no longer than the model takes (longer inputs crash in its position embeddings)."""
-    limit = tokenizer.model_max_length
+def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase | None) -> int:
+    """A token length no longer than the model takes (longer inputs crash in its position embeddings); without a
+    tokenizer (``check`` when it did not load), the requested one."""
+    limit = requested if tokenizer is None else tokenizer.model_max_length
     if requested > limit:
         logger.warning("%s=%d exceeds the model's %d tokens; using %d", name, requested, limit, limit)
         return limit
@@ -210,7 +214,7 @@ def capped_length(name: str, requested: int, tokenizer: PreTrainedTokenizerBase)
 
 def token_lengths(features: Dataset) -> Any:
     """Each row's number of input tokens, read by Arrow (not row by row)."""
-    return pc.list_value_length(_arrow_column(features, "input_ids")).to_numpy(zero_copy_only=False)
+    return pc.list_value_length(arrow_column(features, "input_ids")).to_numpy(zero_copy_only=False)
 
 
 def length_order(features: Dataset) -> Any:

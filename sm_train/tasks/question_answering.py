@@ -37,7 +37,7 @@ class QuestionAnswering(Task):
     metric_names = METRIC_NAMES[name]
     best_metric = "f1"  # QA evaluation is judged by F1; its loss on windows says little
 
-    def __init__(self, args: QuestionAnsweringArgs, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, args: QuestionAnsweringArgs, tokenizer: PreTrainedTokenizerBase | None) -> None:
         super().__init__(args, tokenizer)
         self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
         # What evaluations map the windows' logits back to (set_eval), and the last one's n-best lists.
@@ -48,7 +48,7 @@ class QuestionAnswering(Task):
 
     def prepare(self, raw: DatasetDict) -> DatasetDict:
         args, tokenizer = self.args, self.tokenizer
-        if not tokenizer.is_fast:
+        if tokenizer is not None and not tokenizer.is_fast:
             raise ConfigError(
                 f"question-answering needs a fast tokenizer (offset mapping); {type(tokenizer).__name__} is a slow "
                 "one. Use a model that ships tokenizer.json."
@@ -58,36 +58,52 @@ class QuestionAnswering(Task):
         for column, hyperparameter in texts.items():
             find_column(raw[reference], column, (), hyperparameter, reference)
         require_columns(raw, texts, reference)
+        # The answers are read before any row is dropped: a row number in a message is the row's place in the data.
+        read = DatasetDict({split_name: self._read_answers(split, split_name) for split_name, split in raw.items()})
         # An empty context holds no answer (and crashed the window labelling): those rows go, counted.
-        raw = require_text(raw, texts, drop_blank_in=args.context_column)
-        prepared = DatasetDict()
-        for split_name, split in raw.items():
-            # Answers may be empty lists (unanswerable questions), but the column must be there.
-            find_column(split, args.answer_column, (), "answer_column", split_name)
-            if "id" not in split.column_names or len(set(split["id"])) != len(split):
-                # Predictions are matched to questions by id: ids must exist and be unique.
-                if "id" in split.column_names:
-                    logger.warning("the %s data has duplicate ids; numbering its rows instead", split_name)
-                    split = split.remove_columns("id")
-                split = split.add_column("id", [str(i) for i in range(len(split))])
-            features = split.features.copy()
-            features.update({args.answer_column: ANSWER_TYPE, "id": Value("string")})
-            prepared[split_name] = split.map(self._normalize, batched=True, features=features, desc="Reading answers")
-            self._check_answers(prepared[split_name], split_name)
-            self._check_stride(prepared[split_name])
+        prepared = require_text(read, texts, drop_blank_in=args.context_column)
+        for split_name, split in prepared.items():
+            self._check_answers(split, split_name)
+            if tokenizer is not None:
+                self._check_stride(split)
         return prepared
 
-    def _normalize(self, batch: dict[str, list]) -> dict[str, list]:
-        answers = []
-        for row_id, value in zip(batch["id"], batch[self.args.answer_column], strict=True):
+    def _read_answers(self, split: Dataset, where: str) -> Dataset:
+        """Unique string ids and the answers in one shape ({text: [...], answer_start: [...]})."""
+        args = self.args
+        # Answers may be empty lists (unanswerable questions), but the column must be there.
+        find_column(split, args.answer_column, (), "answer_column", where)
+        if "id" not in split.column_names or len(set(split["id"])) != len(split):
+            # Predictions are matched to questions by id: ids must exist and be unique.
+            if "id" in split.column_names:
+                logger.warning("the %s data has duplicate ids; numbering its rows instead", where)
+                split = split.remove_columns("id")
+            split = split.add_column("id", [str(i) for i in range(len(split))])
+        features = split.features.copy()
+        features.update({args.answer_column: ANSWER_TYPE, "id": Value("string")})
+        return split.map(
+            self._normalize, batched=True, with_indices=True, fn_kwargs={"where": where}, features=features,
+            desc="Reading answers",
+        )  # fmt: skip
+
+    def _normalize(self, batch: dict[str, list], indices: list[int], where: str) -> dict[str, list]:
+        answers, column = [], self.args.answer_column
+        for index, row_id, value in zip(indices, batch["id"], batch[column], strict=True):
             try:
                 answers.append(answer_list(value))
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise DataError(
-                    f"Row {row_id!r}: cannot read column {self.args.answer_column!r}; expected "
+                    f"Row {row_id!r}: cannot read column {column!r}; expected "
                     '{"text": [...], "answer_start": [...]} with integer offsets, or that as JSON text.'
                 ) from e  # not the exception's text: int() quotes the value
-        return {self.args.answer_column: answers, "id": [str(i) for i in batch["id"]]}
+            texts, starts = len(answers[-1]["text"]), len(answers[-1]["answer_start"])
+            if texts != starts:  # zip() would pair what it can and drop the rest silently
+                raise DataError(
+                    f"Row {index} of the {where} data (counting from 0) has {texts} answer texts but {starts} "
+                    f"answer_start offsets in column {column!r}; give each answer one text and one answer_start "
+                    "(two lists of the same length)."
+                )
+        return {column: answers, "id": [str(i) for i in batch["id"]]}
 
     def _check_answers(self, split: Dataset, where: str) -> None:
         """answer_start must point at the answer text in the context; fail when most rows disagree."""

@@ -51,7 +51,7 @@ class Summarization(Task):
     # Evaluation generates summaries; predictions move to the CPU every 16 steps so memory stays bounded.
     training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}
 
-    def __init__(self, args: SummarizationArgs, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, args: SummarizationArgs, tokenizer: PreTrainedTokenizerBase | None) -> None:
         super().__init__(args, tokenizer)
         self.max_length = capped_length("max_source_length", args.max_source_length, tokenizer)
         self.prefix = args.source_prefix  # resolved for the model in configure

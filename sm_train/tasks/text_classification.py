@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict
 from transformers import (
     AutoModelForSequenceClassification,
@@ -18,7 +20,15 @@ from transformers import (
 from sm_train.catalog import METRIC_NAMES, TextClassificationArgs
 from sm_train.errors import DataError
 from sm_train.metrics import classification_metrics
-from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
+from sm_train.tasks.base import (
+    Task,
+    arrow_column,
+    capped_length,
+    find_column,
+    reference_split,
+    require_columns,
+    require_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +39,9 @@ class TextClassification(Task):
     model_class = AutoModelForSequenceClassification
     metric_names = METRIC_NAMES[name]
 
-    def __init__(self, args: TextClassificationArgs, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, args: TextClassificationArgs, tokenizer: PreTrainedTokenizerBase | None) -> None:
         super().__init__(args, tokenizer)
-        requested = args.max_seq_length or min(512, tokenizer.model_max_length)
+        requested = args.max_seq_length or min(512, 512 if tokenizer is None else tokenizer.model_max_length)
         self.max_length = capped_length("max_seq_length", requested, tokenizer)
         # Found in prepare: the columns, and the labels as the model will know them.
         self.pretokenized = False
@@ -59,22 +69,29 @@ class TextClassification(Task):
                 texts[pair] = "text_pair_column"
         require_columns(raw, [*columns, *texts], where)
         raw = require_text(raw, texts)
+        for split_name in raw if self.pretokenized else ():
+            self._check_token_ids(raw[split_name], split_name)
         feature = reference.features[self.label_column]
         if isinstance(feature, ClassLabel):
             self.label_names = list(feature.names)
             self.label2id = {i: i for i in range(len(self.label_names))}
         else:
-            values = self._label_values(reference, where)
-            self.string_labels = any(isinstance(v, str) for v in values)
+            keys = self._label_values(reference, where)
+            self.string_labels = any(isinstance(k, str) for k in keys)
+            values = sorted({self.label_key(k) for k in keys})  # all-integer labels in numeric order
+            self._refuse_variants(values, where)
             self.label_names = [str(v) for v in values]
             self.label2id = {v: i for i, v in enumerate(values)}
         if "eval" in raw and where == "train":
-            eval_values = {self.label_key(v) for v in self._label_values(raw["eval"], "eval")}
-            unseen = sorted(v for v in eval_values if v not in self.label2id)
-            if unseen:
+            evaluation = self._label_values(raw["eval"], "eval")
+            if self.string_labels:
+                self._refuse_variants([self.label_key(k) for k in evaluation], "eval")
+                self._refuse_variants([*self.label2id, *(self.label_key(k) for k in evaluation)], "train and eval")
+            unseen = [k for k in evaluation if self.label_key(k) not in self.label2id]
+            if unseen:  # the values' repr: 1 and '1' are the same label, 'pos' and 1 are not
                 raise DataError(
                     f"Evaluation labels {unseen[:10]} do not occur in the training data "
-                    f"(training labels: {self.label_names[:20]}); the model cannot predict them."
+                    f"(training labels: {list(self.label2id)[:20]}); the model cannot predict them."
                 )
         if len(self.label_names) < 2:
             raise DataError(f"Column {self.label_column!r} has a single label {self.label_names}; need at least two.")
@@ -82,6 +99,7 @@ class TextClassification(Task):
         return raw
 
     def _label_values(self, split: Dataset, where: str) -> list[Any]:
+        """The split's distinct labels in their canonical form (label_key without the text rule), numbers first."""
         values = split.unique(self.label_column)
         if any(_empty_label(v) for v in values):
             # Missing like a null (an empty CSV field), not a class of its own named "" or "nan".
@@ -90,18 +108,75 @@ class TextClassification(Task):
                 f"Column {self.label_column!r} of the {where} data has {count} empty labels (blank text or NaN); "
                 "fill or drop those rows."
             )
-        if any(isinstance(v, float) for v in values):
-            if not all(float(v).is_integer() for v in values):
-                raise DataError(
-                    f"Column {self.label_column!r} of the {where} data holds non-integer numbers; text classification "
-                    "needs class labels (regression is not supported)."
-                )
-            values = [int(v) for v in values]
-        if any(isinstance(v, str) for v in values):
-            values = [str(v) for v in values]
+        if any(isinstance(v, float) and not v.is_integer() for v in values):
+            raise DataError(
+                f"Column {self.label_column!r} of the {where} data holds non-integer numbers; text classification "
+                "needs class labels (regression is not supported)."
+            )
         if any(isinstance(v, list | dict) for v in values):
             raise DataError(f"Column {self.label_column!r} holds lists or objects; expected one label per row.")
-        return sorted(set(values))
+        keys = {canonical(v) for v in values}
+        return sorted(k for k in keys if not isinstance(k, str)) + sorted(k for k in keys if isinstance(k, str))
+
+    def _refuse_variants(self, labels: list[Any], where: str) -> None:
+        """Refuse text labels that differ only by case or surrounding whitespace ('pos', 'pos '): a data mistake."""
+        spellings: dict[str, list[str]] = {}
+        for label in dict.fromkeys(labels):
+            spellings.setdefault(str(label).strip().casefold(), []).append(label)
+        variants = [" vs ".join(repr(v) for v in group[:3]) for group in spellings.values() if len(group) > 1]
+        if variants:
+            raise DataError(
+                f"Column {self.label_column!r} of the {where} data has labels that differ only by case or surrounding "
+                f"whitespace: {'; '.join(variants[:3])}; each spelling would become a class of its own. Clean the "
+                "labels (strip the whitespace, one spelling per class) and upload the data again."
+            )
+
+    def _check_token_ids(self, split: Dataset, where: str) -> None:
+        """Pre-tokenized rows hold lists of integers; with a tokenizer, ids inside its vocabulary and rows no longer
+        than max_length: the model would fail at its first step with an IndexError. Read by Arrow, not row by row."""
+        column = arrow_column(split, "input_ids")
+        kind, lists = column.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)
+        if not isinstance(kind, lists) or not pa.types.is_integer(kind.value_type):
+            raise DataError(
+                f"Column 'input_ids' of the {where} data is of type {kind}, not lists of integer token ids. Save the "
+                "tokenized data as JSON lines, parquet or a save_to_disk folder (CSV holds the lists as text), or "
+                "give the text instead and let the job tokenize it."
+            )
+        if self.tokenizer is None:
+            return
+        vocabulary, limit, rows = len(self.tokenizer), self.max_length, len(split)
+        fix = (
+            "Tokenize the text with the model's own tokenizer (AutoTokenizer.from_pretrained(model_name_or_path)) "
+            f"with truncation=True, max_length={limit}"
+        )
+        flat = pc.list_flatten(column)
+        lowest, highest = pc.min_max(flat).values()
+        if flat.null_count or (highest.is_valid and (lowest.as_py() < 0 or highest.as_py() >= vocabulary)):
+            array = column.combine_chunks()  # one array: its parent indices are row numbers
+            flat = pc.list_flatten(array)
+            wrong = pc.invert(pc.and_(pc.greater_equal(flat, 0), pc.less(flat, vocabulary)).fill_null(False))
+            bad_rows = pc.unique(pc.filter(pc.list_parent_indices(array), wrong))
+            counts = {
+                f"at or above {vocabulary}": pc.sum(pc.greater_equal(flat, vocabulary)).as_py() or 0,
+                "negative": pc.sum(pc.less(flat, 0)).as_py() or 0,
+                "missing (null)": flat.null_count,
+            }
+            found = ", ".join(f"{count} {what}" for what, count in counts.items() if count)
+            raise DataError(
+                f"Column 'input_ids' of the {where} data has token ids outside the model's vocabulary (0 to "
+                f"{vocabulary - 1}) in {len(bad_rows)} of {rows} rows (ids: {found}); the first is row "
+                f"{pc.min(bad_rows).as_py()} (counting from 0). {fix}; the ids of another tokenizer mean other words."
+            )
+        lengths = pc.list_value_length(column)
+        too_long = pc.greater(lengths, limit)
+        if count := pc.sum(too_long).as_py():
+            model_limit = self.tokenizer.model_max_length
+            raise_it = f", or set max_seq_length up to {model_limit}" if limit < model_limit else ""
+            raise DataError(
+                f"{count} of {rows} rows of the {where} data are longer than max_seq_length={limit} tokens in "
+                f"'input_ids' (up to {pc.max(lengths).as_py()}); the first is row {pc.index(too_long, True).as_py()} "
+                f"(counting from 0). The model takes at most {limit} tokens per row. {fix}{raise_it}."
+            )
 
     def model_kwargs(self) -> dict[str, Any]:
         return {
@@ -152,10 +227,23 @@ class TextClassification(Task):
         return {"labels": self.label_names}
 
     def label_key(self, value: Any) -> Any:
-        """A raw label as label2id knows it: 1.0 -> 1 (pandas floats), 1 -> '1' when the labels are strings."""
-        if isinstance(value, float):
-            value = int(value)
+        """A raw label as label2id knows it: canonical (1.0 and '1' are 1), then text when the labels are text."""
+        value = canonical(value)
         return str(value) if self.string_labels else value
+
+
+def canonical(value: Any) -> Any:
+    """One label, whatever the file made of it: an integer-valued number (1.0, pandas' floats) and its decimal string
+    ('1', a JSON string) are the integer 1; other text stays text ('01', ' 1' and '1.5' too)."""
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            return value
+        return number if str(number) == value else value
+    return value
 
 
 def _empty_label(value: Any) -> bool:

@@ -1,5 +1,6 @@
 """data.py: folders, save_to_disk datasets and channels become the job's train and eval splits."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,15 @@ def test_empty_split_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "input" / "data" / "train" / "t.csv").write_text("text,label\n")
     with pytest.raises(DataError, match="The train data from the train channel has no rows"):
         load_raw(JobArgs(), from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)}))
+
+
+def test_a_local_dataset_name_is_not_called_a_hub_dataset(tmp_path: Path) -> None:
+    """dataset_name may be a local folder (load_dataset reads it): its failure names the folder, not the Hub."""
+    (tmp_path / "folder").mkdir()
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    folder = tmp_path / "folder"
+    with pytest.raises(DataError, match=re.escape(f"dataset_name='{folder}' from the folder {folder}: ")) as caught:
+        load_raw(JobArgs(dataset_name=str(folder)), env)
+    assert "Hugging Face Hub" not in str(caught.value)
+    with pytest.raises(DataError, match=r"dataset_name='nobody/no-such-dataset' from the Hugging Face Hub: "):
+        load_raw(JobArgs(dataset_name="nobody/no-such-dataset"), env)

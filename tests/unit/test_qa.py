@@ -252,3 +252,29 @@ def test_duplicate_or_missing_ids_are_renumbered() -> None:
     rows = [{k: v for k, v in r.items() if k != "id"} for r in tiny.qa_rows(3)]
     raw = prepared(task(), rows)
     assert raw["train"]["id"][:] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "texts", "starts"),
+    [
+        ({"text": ["red"], "answer_start": [3, 9, 12]}, 1, 3),
+        ({"text": ["red", "blue"], "answer_start": [3]}, 2, 1),
+        ({"text": [], "answer_start": [4]}, 0, 1),
+        (json.dumps({"text": ["red"], "answer_start": []}), 1, 0),
+    ],
+)
+def test_answers_with_unequal_texts_and_offsets_fail(answers, texts, starts) -> None:
+    """1 text and 3 starts trained on the first pair and dropped the rest, silently. The row number counts the rows
+    as given, blank contexts (dropped later) included."""
+    rows = tiny.qa_rows(4)
+    evaluation = [{**r, "answers": json.dumps(r["answers"])} for r in rows] if isinstance(answers, str) else rows
+    evaluation = [{**evaluation[0], "context": ""}, *evaluation[1:]]
+    evaluation[2] = {**evaluation[2], "answers": answers}
+    pattern = (
+        rf"Row 2 of the eval data \(counting from 0\) has {texts} answer texts but {starts} answer_start offsets in "
+        r"column 'answers'; give each answer one text and one answer_start \(two lists of the same length\)."
+    )
+    with pytest.raises(DataError, match=pattern):
+        prepared(task(), rows, eval_rows=evaluation)
+    evaluation[2] = rows[2] if not isinstance(answers, str) else {**rows[2], "answers": json.dumps(rows[2]["answers"])}
+    assert len(prepared(task(), rows, eval_rows=evaluation)["eval"]) == 3  # the blank context dropped

@@ -61,3 +61,92 @@ def test_latin1_file(tmp_path: Path) -> None:
     (tmp_path / "l.csv").write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8"):
         load_path(tmp_path / "l.csv")
+
+
+SECRET = "s3cr3t-row-content"  # data that must never reach a failure reason
+
+
+def write_text_file(path: Path, header: str, sep: str) -> Path:
+    import gzip
+
+    content = f"{header}\n{sep.join([SECRET, 'good words', '1'])}\n".encode()
+    path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "repeated"),
+    [
+        ("d.csv", "text,text,label", "text"),
+        ("d.tsv", "text\tlabel\tlabel", "label"),
+        ("d.csv.gz", "label,text,text", "text"),
+        ("blank_first.csv", "\ntext,text,label", "text"),
+    ],
+)
+def test_a_repeated_csv_header_name_fails_instead_of_reading_the_first(
+    tmp_path: Path, name: str, header: str, repeated: str
+) -> None:
+    """pandas renames the second 'text' to 'text.1', and the job trained on the first (junk) column."""
+    sep = "\t" if ".tsv" in name else ","
+    with pytest.raises(
+        DataError, match=rf"{name}: the header row names the columns \['{repeated}'\] more than once"
+    ) as caught:
+        load_path(write_text_file(tmp_path / name, header, sep))
+    assert SECRET not in str(caught.value)
+    renamed = write_text_file(tmp_path / f"ok_{name}", header.replace(repeated, "other", 1), sep)
+    assert len(load_path(renamed).column_names) == 3
+
+
+def test_empty_csv_header_cells_are_not_repeats(tmp_path: Path) -> None:
+    """A pandas index column has an empty name; pandas numbers the empty ones, nothing is silently replaced."""
+    (tmp_path / "i.csv").write_text(",,text,label\n0,0,a,1\n")
+    assert load_path(tmp_path / "i.csv").column_names == ["Unnamed: 0", "Unnamed: 1", "text", "label"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where", "repeated"),
+    [
+        (
+            "d.jsonl",
+            f'{{"text": "a", "label": 1}}\n\n{{"text": "{SECRET}", "text": "b", "label": 1}}\n',
+            " line 3",
+            "text",
+        ),
+        ("d.json", f'[{{"text": "a", "label": 1}}, {{"text": "{SECRET}", "label": 1, "label": 2}}]', "", "label"),
+        (
+            "lines.json",
+            f'{{"text": "a", "label": 1}}\n{{"text": "{SECRET}", "label": 2, "label": 3}}\n',
+            " line 2",
+            "label",
+        ),
+        ("nested.json", f'{{"data": [{{"text": "{SECRET}", "label": {{"x": 1, "x": 2}}}}]}}', "", "x"),
+    ],
+)
+def test_a_repeated_json_key_fails_instead_of_keeping_the_last(
+    tmp_path: Path, name: str, content: str, where: str, repeated: str
+) -> None:
+    """json.loads keeps the last value of a repeated key, silently."""
+    (tmp_path / name).write_text(content)
+    with pytest.raises(
+        DataError, match=rf"{name}{where}: an object names the keys \['{repeated}'\] more than once"
+    ) as caught:
+        load_path(tmp_path / name)
+    assert SECRET not in str(caught.value)
+    (tmp_path / "same_key_nested.jsonl").write_text('{"text": "a", "label": {"text": 1}}\n')
+    assert load_path(tmp_path / "same_key_nested.jsonl")[0] == {"text": "a", "label": {"text": 1}}
+
+
+def test_a_parquet_file_with_a_repeated_field_name(tmp_path: Path) -> None:
+    """Arrow tables may repeat a field name; pyarrow then failed with a message about FieldRef matches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [pa.array([SECRET]), pa.array(["good words"]), pa.array([1])]
+    pq.write_table(pa.table(columns, names=["text", "text", "label"]), tmp_path / "d.parquet")
+    with pytest.raises(
+        DataError, match=r"d.parquet: the schema names the columns \['text'\] more than once"
+    ) as caught:
+        load_path(tmp_path / "d.parquet")
+    assert SECRET not in str(caught.value)
+    pq.write_table(pa.table(columns, names=["junk", "text", "label"]), tmp_path / "ok.parquet")
+    assert load_path(tmp_path / "ok.parquet")[0]["text"] == "good words"

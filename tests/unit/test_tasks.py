@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict
 
 from sm_train.config import parse
+from sm_train.data import load_path
 from sm_train.env import from_environ
+from sm_train.errors import DataError
 from sm_train.tasks import TASKS, Task
 from sm_train.tasks.base import length_order
+from sm_train.tasks.text_classification import TextClassification, TextClassificationArgs
 from tests import tiny
+from tests.jobs import write_rows
 
 
 def _classification(n: int, seed: int = 0) -> list[dict]:
@@ -109,3 +114,173 @@ def test_hooks_run_in_the_documented_order(name, tmp_path) -> None:
     again.eval_order = task.eval_order
     again.set_eval(again.prepare(raw)["eval"], ordered)
     assert _evaluate(again, model, ordered, tmp_path / "again").keys() == results.keys()
+
+
+# Without a tokenizer (`check` when it did not load), prepare still checks columns, types and labels.
+
+MISSING = {"text-classification": "label", "question-answering": "question", "summarization": "summary"}
+
+
+def test_every_registered_task_names_a_column_to_leave_out() -> None:
+    assert set(MISSING) == set(TASKS)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_prepare_runs_without_a_tokenizer(name) -> None:
+    task_cls = TASKS[name]
+    rows, _, hyperparameters = TINY[name]
+    raw = DatasetDict({"train": Dataset.from_list(rows(12)), "eval": Dataset.from_list(rows(8, seed=1))})
+    task = task_cls(task_cls.Args(**hyperparameters), None)
+    prepared = task.prepare(raw)
+    assert set(prepared) == {"train", "eval"} and (len(prepared["train"]), len(prepared["eval"])) == (12, 8)
+    json.dumps(task.card())
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_without_a_tokenizer_a_missing_column_is_still_reported(name) -> None:
+    task_cls = TASKS[name]
+    rows, _, hyperparameters = TINY[name]
+    column = MISSING[name]
+    evaluation = [{k: v for k, v in row.items() if k != column} for row in rows(8, seed=1)]
+    raw = DatasetDict({"train": Dataset.from_list(rows(12)), "eval": Dataset.from_list(evaluation)})
+    with pytest.raises(DataError, match=rf"The eval data has no '{column}' column, which the train data has"):
+        task_cls(task_cls.Args(**hyperparameters), None).prepare(raw)
+
+
+# Text classification's labels: one spelling per class, one label whatever the file made of it.
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny.build_tokenizer()
+
+
+def labelled(labels: list) -> list[dict]:
+    return [{"text": f"row {i}", "label": label} for i, label in enumerate(labels)]
+
+
+def classify(train: list[dict], evaluation: list[dict] | None = None, tokenizer=None, **args) -> TextClassification:
+    """A text classification task (without a tokenizer unless given) prepared on these rows."""
+    raw = {"train": Dataset.from_list(train)} | ({"eval": Dataset.from_list(evaluation)} if evaluation else {})
+    task = TextClassification(TextClassificationArgs(**args), tokenizer)
+    task.prepare(DatasetDict(raw))
+    return task
+
+
+@pytest.mark.parametrize(
+    ("train", "evaluation", "pattern"),
+    [
+        (["pos", "neg", "pos ", "neg"], None, r"train data has labels .*: 'pos' vs 'pos '; "),
+        (["pos", "neg", "Neg", "neg"], None, r"train data has labels .*: 'Neg' vs 'neg'; "),
+        (["pos", "neg"], ["pos ", "neg"], r"train and eval data has labels .*: 'pos' vs 'pos '; "),
+        (["pos", "neg"], ["POS", "pos"], r"eval data has labels .*: 'POS' vs 'pos'; "),
+    ],
+)
+def test_labels_that_differ_only_by_case_or_whitespace_fail(train, evaluation, pattern) -> None:
+    """'pos' and 'pos ' made 4 classes of 2, and the job trained on them without a word."""
+    message = (
+        r"Column 'label' of the .*differ only by case or surrounding whitespace: .* each spelling would become a "
+        r"class of its own. Clean the labels \(strip the whitespace, one spelling per class\)"
+    )
+    with pytest.raises(DataError, match=pattern) as caught:
+        classify(labelled(train), labelled(evaluation) if evaluation else None)
+    assert re.search(message, str(caught.value))
+    assert classify(labelled(["pos", "neg", "positive"]), labelled(["neg"])).label_names == ["neg", "pos", "positive"]
+
+
+def test_integer_labels_and_their_decimal_strings_are_one_label(tmp_path, tokenizer) -> None:
+    """A CSV training file reads 0/1 as integers, a JSON evaluation file may hold "0"/"1": the same two labels."""
+    train = load_path(write_rows(tmp_path / "train.csv", labelled([0, 1, 1, 0])))
+    for evaluation in (labelled(["1", "0"]), labelled([1.0, 0.0])):
+        task = TextClassification(TextClassificationArgs(), tokenizer)
+        prepared = task.prepare(DatasetDict({"train": train, "eval": Dataset.from_list(evaluation)}))
+        assert task.label_names == ["0", "1"] and task.label2id == {0: 0, 1: 1}
+        assert task.preprocess(prepared["eval"], training=False)["labels"][:] == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("train", "evaluation", "pattern"),
+    [
+        (
+            [0, 1],
+            ["a", "1"],
+            r"Evaluation labels \['a'\] do not occur in the training data \(training labels: \[0, 1\]\)",
+        ),
+        ([0, 1], ["01", " 1"], r"Evaluation labels \[' 1', '01'\] .*\(training labels: \[0, 1\]\)"),
+        (["neg", "pos"], [0, 1], r"Evaluation labels \[0, 1\] .*\(training labels: \['neg', 'pos'\]\)"),
+    ],
+)
+def test_labels_that_truly_differ_show_their_types(train, evaluation, pattern) -> None:
+    with pytest.raises(DataError, match=pattern):
+        classify(labelled(train * 2), labelled(evaluation))
+
+
+def test_integer_labels_keep_their_numeric_order() -> None:
+    for labels in ([2, 10, 1], ["2", "10", "1"], [2.0, 10.0, 1.0]):
+        task = classify(labelled(labels))
+        assert task.label_names == ["1", "2", "10"] and task.label2id == {1: 0, 2: 1, 10: 2}
+
+
+# Pre-tokenized text classification data: ids the model has, rows it takes.
+
+
+def tokenized(lengths: list[int], token: int = 5, bad: dict[int, int] | None = None) -> list[dict]:
+    """Rows of input_ids of the given lengths; bad: {row: id} puts that id at the end of that row."""
+    rows = [{"input_ids": [token] * n, "label": i % 2} for i, n in enumerate(lengths)]
+    for row, token_id in (bad or {}).items():
+        rows[row]["input_ids"][-1] = token_id
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("bad", "found"),
+    [({2: 10_000}, r"1 at or above {V}"), ({1: -1, 3: -2}, r"2 negative"), ({1: None}, r"1 missing \(null\)")],
+)
+def test_pretokenized_ids_outside_the_vocabulary_fail(tokenizer, bad, found) -> None:
+    vocabulary, rows = len(tokenizer), len(bad)
+    first = min(bad)
+    pattern = (
+        r"Column 'input_ids' of the train data has token ids outside the model's vocabulary "
+        rf"\(0 to {vocabulary - 1}\) in {rows} of 4 rows \(ids: {found.format(V=vocabulary)}\); "
+        rf"the first is row {first} \(counting from 0\). "
+        r"Tokenize the text with the model's own tokenizer .*truncation=True, max_length=128"
+    )
+    with pytest.raises(DataError, match=pattern):
+        classify(tokenized([4, 4, 4, 4], bad=bad), tokenizer=tokenizer)
+    assert classify(tokenized([4, 4, 4, 4], bad={1: vocabulary - 1, 2: 0}), tokenizer=tokenizer).pretokenized
+
+
+def test_pretokenized_rows_longer_than_the_model_takes_fail(tokenizer) -> None:
+    pattern = (
+        r"2 of 4 rows of the train data are longer than max_seq_length=128 tokens in 'input_ids' \(up to 200\); the "
+        r"first is row 1 \(counting from 0\). The model takes at most 128 tokens per row. Tokenize .*max_length=128\.$"
+    )
+    with pytest.raises(DataError, match=pattern):
+        classify(tokenized([128, 129, 4, 200]), tokenizer=tokenizer)
+    with pytest.raises(DataError, match=r"max_length=16, or set max_seq_length up to 128\.$"):
+        classify(tokenized([16, 17, 4, 4]), tokenizer=tokenizer, max_seq_length=16)
+    assert classify(tokenized([128, 1, 4, 4]), tokenizer=tokenizer).max_length == 128
+
+
+def test_pretokenized_checks_read_every_split_and_chunk(tokenizer) -> None:
+    """The row number counts across the Arrow chunks of a concatenated dataset and follows a selection."""
+    from datasets import concatenate_datasets
+
+    pieces = [Dataset.from_list(tokenized([4, 4])), Dataset.from_list(tokenized([4, 4, 4], bad={1: 10_000}))]
+    joined = concatenate_datasets(pieces)
+    assert joined.with_format("arrow")[:].column("input_ids").num_chunks == 2
+    for split, expected in ((joined, 3), (joined.select([4, 3, 2, 1, 0]), 1)):
+        raw = DatasetDict({"train": Dataset.from_list(tokenized([4, 4])), "eval": split})
+        with pytest.raises(DataError, match=rf"the eval data has token ids .* the first is row {expected} "):
+            TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
+
+
+def test_pretokenized_ids_must_be_integer_lists_with_or_without_a_tokenizer(tokenizer) -> None:
+    """CSV holds lists as text; without a tokenizer the ids and lengths are not checked, their type is."""
+    as_text = [{"input_ids": "[101, 2023]", "label": i % 2} for i in range(2)]
+    for given in (tokenizer, None):
+        with pytest.raises(
+            DataError, match=r"Column 'input_ids' of the train data is of type string, not lists of int"
+        ):
+            classify(as_text, tokenizer=given)
+    assert classify(tokenized([400, 4], bad={1: 10_000})).pretokenized
