@@ -18,6 +18,9 @@ class JobArgs:
         default=None,
         metadata={"help": "Hub model id or local path. Default: the 'model' channel when the job has one."},
     )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer Hub id or local path, when not the model's own."}
+    )
     train_file: str | None = field(
         default=None, metadata={"help": "Training file or directory (overrides the train channel)."}
     )

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from sm_train import claim, config, data, local, models, outputs
+from sm_train import claim, config, data, files, local, models, outputs
 from sm_train.env import SageMakerEnv, from_environ
-from sm_train.errors import UserError
+from sm_train.errors import ConfigError, UserError
 from sm_train.reasons import failure_reason
 from sm_train.tasks import Task
 from sm_train.tasks.base import token_lengths
@@ -170,24 +170,30 @@ def _model_stages(report: Report, cfg: config.Config, model_name: str, task: Tas
 
 def check_job(env: SageMakerEnv, argv: Sequence[str]) -> list[str]:
     """Every problem of the job in `env` (the hyperparameters from argv outside SageMaker)."""
-    report = Report()
-    cfg = report.attempt("hyperparameters", lambda: config.parse(config.source_items(env, argv), env))
+    report, collected = Report(), []
+    cfg = report.attempt("hyperparameters", lambda: config.parse(config.source_items(env, argv), env, collected))
+    report.problems[:0] = [f"hyperparameters: {problem}" for problem in collected]  # in the order given
     if cfg is None:
         return report.problems
     resolved = outputs.resolved_config(cfg, {}, env)
     say("resolved configuration (secrets redacted):\n" + json.dumps(resolved, indent=2, sort_keys=True, default=str))
     model_name = report.attempt("model", models.check_model_path, cfg.job.model_name_or_path)
     report.attempt("checkpoint dir", claim.check_placement, Path(cfg.training_args.output_dir), env)
+    for what, directory in cfg.written_dirs(env).items():
+        problem = files.writable_problem(what, directory)
+        if problem:
+            report.add(what.removeprefix("the "), problem)
     raw = report.attempt("data", data.select_splits, cfg, env)
     if raw is not None:
         say(f"[ok] data: {', '.join(f'{split} {len(raw[split])} rows' for split in raw)}")
     tokenizer = model_name and report.attempt(
-        "tokenizer", models.load_tokenizer, model_name, cfg.job.trust_remote_code
+        "tokenizer", models.load_tokenizer, model_name, cfg.job.trust_remote_code, cfg.job.tokenizer_name
     )
     if tokenizer:
         say(f"[ok] tokenizer: {type(tokenizer).__name__}, up to {tokenizer.model_max_length} tokens")
-    prepared = _task_checks(report, cfg, raw, tokenizer) if raw is not None and tokenizer else None
-    if prepared is not None and model_name:
+    # Without a tokenizer (the model is missing or broken) the columns and labels are still checked.
+    prepared = _task_checks(report, cfg, raw, tokenizer or None) if raw is not None else None
+    if prepared is not None and model_name and tokenizer:
         _model_stages(report, cfg, model_name, *prepared)
     return report.problems
 
@@ -215,6 +221,8 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
                 problems = _check_trees(request, environ, Path(temporary))
             else:  # inside a tree: SAGEMAKER_BASE_DIR or /opt/ml, as the job itself reads it
                 problems = check_job(from_environ(environ), request.arguments)
+    except ConfigError as error:  # a config file of the tree is not what SageMaker writes: the job's problem
+        problems = [f"job files: {error}"]
     except UserError as error:
         sys.stderr.write(f"{error}\n")
         return 2

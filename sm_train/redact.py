@@ -10,9 +10,10 @@ _SECRET_PARTS = ("token", "secret", "password", "key")
 
 
 def is_secret_key(key: str) -> bool:
-    """Keys like hub_token, *token*, *secret*, *password*, *key* hold secrets."""
-    lowered = key.lower()
-    return any(part in lowered for part in _SECRET_PARTS)
+    """Keys with a word ending in token, secret, password or key hold secrets (hub_token, hftoken, wandb_api_key):
+    not tokenizer_name, a path, nor counts of tokens (max_new_tokens)."""
+    words = key.lower().replace("-", "_").split("_")
+    return any(word.endswith(_SECRET_PARTS) for word in words)
 
 
 def _is_secret(key: str, value: Any) -> bool:

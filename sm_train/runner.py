@@ -10,7 +10,20 @@ from typing import Any
 
 from transformers import set_seed
 
-from sm_train import __version__, cache, claim, collective, data, device, dist, outputs, smdist, training, trajectory
+from sm_train import (
+    __version__,
+    cache,
+    claim,
+    collective,
+    data,
+    device,
+    dist,
+    files,
+    outputs,
+    smdist,
+    training,
+    trajectory,
+)
 from sm_train.callbacks import SaveOrStop
 from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
@@ -23,10 +36,6 @@ from sm_train.tasks.base import length_order
 logger = logging.getLogger(__name__)
 
 
-def _saves_checkpoints(cfg: Config) -> bool:
-    return cfg.training_args.save_strategy != "no" or bool(cfg.job.save_every_minutes)
-
-
 def _preprocess(
     cfg: Config, env: SageMakerEnv, task: Task, raw: Any, tokenizer: Any, model: Any, fingerprints: dict[str, str]
 ) -> dict[str, Any]:
@@ -34,7 +43,7 @@ def _preprocess(
     args = cfg.training_args
     root = Path(args.output_dir)
     key = None
-    if "train" in raw and _saves_checkpoints(cfg):
+    if "train" in raw and cfg.saves_checkpoints:
         settings = {
             "task": cfg.task_cls.name,
             "task_args": dataclasses.asdict(cfg.task_args),
@@ -63,7 +72,7 @@ def _claim(cfg: Config, env: SageMakerEnv, directory: Path) -> None:
     """A training job's checkpoint dir is held by this job alone."""
     if env.local_rank == 0:
         claim.claim(directory, env)
-    if env.in_sagemaker and not env.checkpoints_synced and _saves_checkpoints(cfg):
+    if env.in_sagemaker and not env.checkpoints_synced and cfg.saves_checkpoints:
         logger.warning(
             "checkpoints go to %s but SageMaker is not syncing them (no checkpoint_s3_uri on the estimator): "
             "an interrupted job cannot resume from them",
@@ -126,12 +135,13 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
     directory = Path(args.output_dir)
     dist.check_world(args, dist.topology(env))  # never N processes each training alone
     claim.check_placement(directory, env)
+    files.require_writable(cfg.written_dirs(env))
     with interrupt_on_signal(lambda: _nothing_trained(directory)):
         raw = data.select_splits(cfg, env)
         trains = "train" in raw
         if trains:
             _claim(cfg, env, directory)
-        tokenizer = load_tokenizer(model_name, cfg.job.trust_remote_code)
+        tokenizer = load_tokenizer(model_name, cfg.job.trust_remote_code, cfg.job.tokenizer_name)
         task = cfg.task_cls(cfg.task_args, tokenizer)
         raw = task.prepare(raw)  # columns, labels and windows are checked before the model is loaded
         fingerprints = cache.data_fingerprints(raw) if trains else {}

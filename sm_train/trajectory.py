@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 FREE = frozenset(
     {
         # where things go and how the job stops and resumes
-        "model_name_or_path",  # the model is compared by content (model_fingerprint)
+        "model_name_or_path", "tokenizer_name",  # the model and tokenizer are compared by content (fingerprints)
         "checkpoint_dir", "resume", "resume_from_checkpoint", "save_every_minutes", "sigterm_grace_seconds",
         "output_dir", "overwrite_output_dir", "train_file", "validation_file", "test_file", "dataset_name",
         "dataset_config_name", "num_proc", "do_train", "do_eval", "do_predict", "local_rank",

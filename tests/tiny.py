@@ -209,3 +209,42 @@ def build_seq2seq(directory: Path, family: str = "bart") -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def without_tokenizer(model: Path, directory: Path) -> Path:
+    """A copy of a saved model's config and weights alone: what model.save_pretrained() leaves without the
+    tokenizer's save_pretrained."""
+    import shutil
+
+    directory.mkdir(parents=True)
+    for path in model.iterdir():
+        if path.name == "config.json" or path.suffix in (".safetensors", ".bin"):
+            shutil.copy2(path, directory / path.name)
+    return directory
+
+
+def model_archive(model: Path, archive: Path, folder: str | None = None) -> Path:
+    """model.tar.gz (or an uncompressed model.tar) of a saved model's files, as a SageMaker job's model artifact
+    (files at the top), or packed inside one `folder`."""
+    import tarfile
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz" if archive.suffix == ".gz" else "w") as tar:
+        for path in sorted(model.iterdir()):
+            tar.add(path, arcname=f"{folder}/{path.name}" if folder else path.name)
+    return archive
+
+
+def pickled_weights(model: Path, directory: Path) -> Path:
+    """A copy of a saved model whose weights are a pytorch_model.bin that also pickles a Python object (not a tensor):
+    what torch's safe (weights_only) loading refuses."""
+    import fractions
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(model, directory, ignore=shutil.ignore_patterns("*.safetensors"))
+    state = {**load_file(str(model / "model.safetensors")), "extra": fractions.Fraction(1, 3)}
+    torch.save(state, directory / "pytorch_model.bin")
+    return directory

@@ -94,13 +94,25 @@ def test_independent_stages_go_on_after_a_problem(tmp_path, capsys) -> None:
     assert "checkpoint dir: The checkpoint dir" in out and "No training data" in out
 
 
-def test_hyperparameters_that_do_not_parse_are_the_one_problem(tmp_path, capsys) -> None:
-    write_rows(tmp_path / "rows" / "train.csv", ROWS)
-    assert cli.main(["check", "--channel", f"train={tmp_path / 'rows'}", "--", "--learning_rat", "1e-4"]) == 1
-    assert (
-        "1. hyperparameters: Unknown hyperparameter 'learning_rat'. Did you mean learning_rate?"
-        in capsys.readouterr().out
-    )
+def test_hyperparameter_problems_are_all_listed_and_the_rest_still_checked(tmp_path, capsys) -> None:
+    """One run per mistake cost ~50 s each: a typo, a bad value, a missing model and an unseen evaluation label
+    are all reported at once (the labels need no tokenizer)."""
+    argv = folders(tmp_path, ROWS, [{"text": "so so", "label": "meh"}, *ROWS[:4]])
+    hps = [
+        "--learning_rat",
+        "1e-4",
+        "--per_device_train_batch_size",
+        "0",
+        "--model_name_or_path",
+        str(tmp_path / "no"),
+    ]
+    assert cli.main(["check", *argv, "--", *hps]) == 1
+    out = capsys.readouterr().out
+    assert "check: 4 problems:" in out
+    assert "1. hyperparameters: Unknown hyperparameter 'learning_rat'. Did you mean learning_rate?" in out
+    assert "2. hyperparameters: Hyperparameter 'per_device_train_batch_size' must be at least 1, got 0." in out
+    assert "3. model: model_name_or_path=" in out
+    assert "4. data: Evaluation labels ['meh'] do not occur in the training data" in out
 
 
 @pytest.mark.parametrize(
@@ -144,3 +156,12 @@ def test_every_task_passes_on_good_data_with_one_training_step(tmp_path, tiny_en
         assert re.search(r"train: 6 of 6 rows tokenized into (\d+) inputs", out)[1] != "6"  # windows
     else:
         assert "labels: tokens min" in out and "at the limit of 6 (truncated)" in out
+
+
+def test_a_malformed_config_file_is_a_problem_of_the_job(tmp_path, monkeypatch, capsys) -> None:
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "resourceconfig.json").write_text('{"hosts": "algo-1"}')
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    assert cli.main(["check"]) == 1
+    assert "1. job files: 'hosts' in " in capsys.readouterr().out
