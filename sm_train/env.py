@@ -20,19 +20,9 @@ from sm_train.errors import ConfigError
 DEFAULT_ROOT = "/opt/ml"
 # Keys the toolkit consumes itself (sagemaker_training/params.py); they never reach the user script as
 # hyperparameters. Any other `sagemaker_*` key is a framework parameter (SM_FRAMEWORK_PARAMS).
-RESERVED_KEYS = frozenset(
-    {
-        "sagemaker_program",
-        "sagemaker_submit_directory",
-        "sagemaker_enable_cloudwatch_metrics",
-        "sagemaker_region",
-        "sagemaker_container_log_level",
-        "sagemaker_job_name",
-        "default_user_module_name",
-        "_tuning_objective_metric",
-        "sagemaker_s3_output",
-    }
-)
+RESERVED_KEYS = frozenset({"sagemaker_program", "sagemaker_submit_directory", "sagemaker_enable_cloudwatch_metrics",
+                           "sagemaker_region", "sagemaker_container_log_level", "sagemaker_job_name",
+                           "default_user_module_name", "_tuning_objective_metric", "sagemaker_s3_output"})  # fmt: skip
 
 
 def is_reserved(key: str) -> bool:
@@ -144,17 +134,16 @@ def _json_type(value: Any) -> str:
     return next((name for kind, name in names if isinstance(value, kind)), "null")
 
 
-def _json_var(environ: Mapping[str, str], name: str, default: Any, kind: type | None = None) -> Any:
+def _json_var(environ: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
+    """A variable the toolkit sets to JSON of this type (its value is never quoted: SM_HPS may hold a token)."""
     raw = environ.get(name)
     if not raw:
         return default
     try:
         value = json.loads(raw)
     except ValueError:
-        if kind is None:
-            return default
-        raise ConfigError(f"The environment variable {name} is not valid JSON: {raw[:80]!r}.") from None
-    if kind is not None and not isinstance(value, kind):
+        raise ConfigError(f"The environment variable {name} is not valid JSON.") from None
+    if not isinstance(value, kind):
         raise ConfigError(
             f"The environment variable {name} must hold a JSON {kind.__name__}, got {_json_type(value)}."
         )
@@ -164,7 +153,7 @@ def _json_var(environ: Mapping[str, str], name: str, default: Any, kind: type | 
 def _hosts(hosts: Any, where: str) -> tuple[str, ...]:
     """The job's hosts: a non-empty list of host names (a string here would be read as one host per letter)."""
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
-        raise ConfigError(f"'hosts' in {where} must be a non-empty list of host names, got {_json_type(hosts)}.")
+        raise ConfigError(f"'hosts' in {where} must be a non-empty list of host names, got {json.dumps(hosts)[:80]}.")
     return tuple(hosts)
 
 
@@ -203,7 +192,7 @@ def _program(raw: Any) -> str | None:
 def _channels(environ: Mapping[str, str], root: Path, input_data_config: Mapping[str, Any]) -> dict[str, Path]:
     """Channel name -> directory: SM_CHANNELS/SM_CHANNEL_*, else inputdataconfig.json, else input/data/* dirs."""
     data_dir = root / "input" / "data"
-    names = _json_var(environ, "SM_CHANNELS", None)
+    names = _json_var(environ, "SM_CHANNELS", None, list)
     if isinstance(names, list):
         return {n: Path(environ.get(f"SM_CHANNEL_{n.upper()}", data_dir / n)) for n in names}
     if input_data_config:

@@ -31,6 +31,17 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.build_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TMPDIR of the test (and of an in-process job): model archives unpack below it, in sm_train-models."""
+    import tempfile
+
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory / "sm_train-models"
+
+
 @pytest.fixture(autouse=True)
 def _no_sagemaker_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start outside SageMaker whatever the shell exported."""

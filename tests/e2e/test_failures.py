@@ -438,17 +438,6 @@ def test_a_tokenizer_larger_than_the_models_embeddings_fails_before_training(
     assert_fails(job, rf"tokenizer_name='{bigger}' holds {rows + 1} tokens, more than the {rows} token embeddings")
 
 
-@pytest.fixture
-def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """TMPDIR of the job: model archives unpack below it."""
-    import tempfile
-
-    directory = tmp_path / "tmp"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory / "sm_train-models"
-
-
 def test_a_model_channel_holding_model_tar_gz_trains(tmp_path, monkeypatch, capsys, tiny_encoder, scratch) -> None:
     """What a previous SageMaker job's model artifact (its S3 model URI) delivers: one model.tar.gz."""
     channel = tiny.model_archive(tiny_encoder, tmp_path / "model-channel" / "model.tar.gz").parent

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,15 +17,6 @@ from sm_train import archives
 from sm_train.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """TMPDIR for the test: the scratch folders go below it."""
-    directory = tmp_path / "tmp"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory / "sm_train-models"
 
 
 def member(name: str, data: bytes = b"", **attributes: object) -> tuple[tarfile.TarInfo, bytes]:
