@@ -90,5 +90,7 @@ readme: install
 # The README's generated parts (the hyperparameter reference); tests/unit/test_docs.py fails when they are stale.
 docs: readme
 
+# Also what older versions of `local`, docker/run_local.sh and scripts/bench.py left in the clone (local runs now go
+# to ~/.cache/sm_train/runs/, and bench.py writes JSON only with --json PATH).
 clean:
-	rm -rf $(VENV) $(TF4_VENV) $(SDK2_VENV) $(SDK3_VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TF4_VENV) $(SDK2_VENV) $(SDK3_VENV) .demo .pytest_cache .ruff_cache .sm_train bench.json

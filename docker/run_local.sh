@@ -5,12 +5,14 @@
 #   docker/run_local.sh [--image IMAGE] [--root DIR] [--gpus] [--check] [--checkpoints DIR] \
 #       --channel train=data/train [--channel validation=data/val] -- --model_name_or_path bert-base-uncased --epochs 1
 #
-# The tree defaults to ./.sm_train/<timestamp>; run again with the same --root to resume from its checkpoints (the
-# model and output dirs start empty each run, as in SageMaker; --check empties nothing). Channels are mounted
-# read-only, not copied. The tree is marked as sm_train's by .sm_train-tree, as `python -m sm_train local` marks it
-# (sm_train/local_tree.py): --root takes a new or empty folder or a marked tree, and any other folder is refused and
-# left as it is.
-# Hyperparameters are written as the SageMaker API stores them (every value a string; sm_train types them).
+# The tree is the one `python -m sm_train local` makes (sm_train/local_tree.py, local_rerun.py), by default under
+# ${XDG_CACHE_HOME:-~/.cache}/sm_train/runs/, outside the clone. Run again with the same --root to resume: the tree's
+# hyperparameters, channels and checkpoint dir are kept, and what you give replaces only that part (--name null
+# removes a hyperparameter, --channel NAME=null a channel). A run starts with empty model and output dirs, as in
+# SageMaker; the earlier ones are put back when it writes no model (with its failure file). --check changes no tree.
+# Channels are mounted read-only, not copied. --root takes a new or empty folder or a tree marked .sm_train-tree; any
+# other folder is refused and left as it is. Hyperparameters are written as the SageMaker API stores them (strings);
+# changing those of an existing tree needs python3 on this machine (to merge the JSON), nothing else does.
 # Environment: DOCKER (the docker command; tests set a stand-in), IMAGE (default sm-train), SHM_SIZE (default 2g),
 # DOCKER_USER (default: your uid:gid, so the files in the tree are yours; empty: the image's user, root).
 set -euo pipefail
@@ -37,8 +39,8 @@ absolute() {  # an existing path made absolute
 }
 
 marker=.sm_train-tree
-marker_text='{"version": 1, "note": "an /opt/ml tree sm_train made: model/ and output/ are emptied at each run, '
-marker_text+='checkpoints/ are kept"}'  # the line sm_train/local_tree.py writes
+marker_text='{"version": 1, "note": "an /opt/ml tree sm_train made: a run that writes a model replaces model/ and '
+marker_text+='output/, checkpoints/ are kept"}'  # the line sm_train/local_tree.py writes
 
 not_a_trees() {  # what unmarked folder $1 holds that a tree of an earlier sm_train would not, one path a line
   # The rule of sm_train/local_tree.py: input/config/*.json, input/data/<channel links or folders of links>,
@@ -80,12 +82,17 @@ not_a_trees() {  # what unmarked folder $1 holds that a tree of an earlier sm_tr
   return 0
 }
 
+linked() {  # where channel link $1 points: the link itself, or the one link in a folder (a file channel)
+  local children=("$1"/*)
+  if [[ -L $1 ]]; then readlink "$1"; elif [[ ${#children[@]} == 1 && -L ${children[0]} ]]; then readlink "${children[0]}"; fi
+}
+
 image=${IMAGE:-sm-train}
 root=""
 gpus=0
 entry=train
 checkpoints=""
-channels=()
+declare -A given=()  # channel -> path (null: remove it)
 while [[ $# -gt 0 ]]; do
   case $1 in
     --image) image=${2:?--image needs a value}; shift 2 ;;
@@ -102,15 +109,16 @@ while [[ $# -gt 0 ]]; do
           "letters, digits, '.', '_' and '-' and does not start with '.' (e.g. --channel train=data/train)." >&2
         exit 2
       fi
+      if [[ ${spec#*=} == null ]]; then given[$name]=null; shift 2; continue; fi
       [[ -e ${spec#*=} ]] || { echo "--channel $spec: ${spec#*=} does not exist" >&2; exit 2; }
-      channels+=("$spec"); shift 2 ;;
+      given[$name]=$(absolute "${spec#*=}"); shift 2 ;;
     --) shift; break ;;
     *) echo "unknown option $1 (hyperparameters go after --)" >&2; usage ;;
   esac
 done
 
-# Hyperparameters: --name value, --name=value, or a value-less --flag (true).
-hyperparameters=""
+# Hyperparameters: --name value, --name=value, or a value-less --flag (true); null removes the key.
+pairs=()
 while [[ $# -gt 0 ]]; do
   [[ $1 == --* ]] || { echo "unexpected $1: pass --name value (a list as JSON: '[\"a\", \"b\"]')" >&2; exit 2; }
   key=${1#--}
@@ -121,64 +129,181 @@ while [[ $# -gt 0 ]]; do
   else
     value=true; shift
   fi
-  hyperparameters+="${hyperparameters:+, }$(json_string "$key"): $(json_string "$value")"
+  pairs+=("$key" "$value")
 done
 
-root=${root:-.sm_train/$(date +%Y%m%d-%H%M%S)}
-fix="Pass a new or empty folder as --root, or omit --root (a new tree under ./.sm_train/)."
-if [[ -e $root && ! -d $root ]]; then
+fix="Pass a new or empty folder as --root, or omit --root (a new tree under ~/.cache/sm_train/runs/)."
+if [[ -z $root && $entry == train ]]; then
+  cache=${XDG_CACHE_HOME:-}
+  [[ $cache == /* ]] || cache=$HOME/.cache
+  root=$cache/sm_train/runs/$(date +%Y%m%d-%H%M%S)
+  stamp=$root n=2
+  while [[ -e $root ]]; do root=$stamp-$n; n=$((n + 1)); done  # a tree of the same second exists
+fi
+if [[ -n $root && -e $root && ! -d $root ]]; then
   echo "--root $(absolute "$root") is a file; the job's tree is a folder. $fix" >&2
   exit 2
 fi
-if [[ -d $root && ! -f $root/$marker ]]; then  # checked before anything is written into it
+if [[ -n $root && -d $root && ! -f $root/$marker ]]; then  # checked before anything is written into it
   mapfile -t found < <(not_a_trees "$root")
   if [[ ${#found[@]} -gt 0 ]]; then
     shown=$(printf '%s, ' "${found[@]:0:3}")
     shown=${shown%, }
     if [[ ${#found[@]} -gt 3 ]]; then shown+=" and more"; fi
     echo "--root $(absolute "$root") is not empty and is not a tree sm_train made (it has no $marker file): found" \
-      "$shown. sm_train empties a tree's model/ and output/ at each run, and it never deletes or overwrites files it" \
+      "$shown. sm_train replaces a tree's model/ and output/ at each run, and it never deletes or overwrites files it" \
       "did not write. $fix" >&2
     exit 2
   fi
 fi
-mkdir -p "$root/input/config" "$root/input/data" "$root/checkpoints"
-root=$(absolute "$root")
-if [[ ! -f $root/$marker ]]; then printf '%s\n' "$marker_text" > "$root/$marker"; fi
-if [[ $entry == train ]]; then  # as each SageMaker attempt starts; only in a marked tree, and never for --check
-  rm -rf "$root/model" "$root/output"
-fi
-mkdir -p "$root/model" "$root/output/data" "$root/code"
+existing=0
+if [[ -n $root && -f $root/input/config/hyperparameters.json ]]; then existing=1; root=$(absolute "$root"); fi
 
-config=$root/input/config
-printf '{%s}\n' "$hyperparameters" > "$config/hyperparameters.json"
+# What the tree holds: its channels (recorded, or as `local` linked them) and its checkpoint dir outside it.
+declare -A channels=()
+if [[ $existing == 1 ]]; then
+  if [[ -d $root/.sm_train-channels ]]; then
+    for path in "$root"/.sm_train-channels/*; do channels[${path##*/}]=$(readlink "$path"); done
+  else  # a tree made before the record: its links, and run_local.sh's mount points (their folders unknown)
+    for path in "$root"/input/data/*; do channels[${path##*/}]=$(linked "$path"); done
+  fi
+  if [[ -z $checkpoints && -L $root/.sm_train-checkpoints ]]; then checkpoints=$(readlink "$root/.sm_train-checkpoints"); fi
+fi
+for name in "${!given[@]}"; do channels[$name]=${given[$name]}; done
+names=()
+if [[ ${#channels[@]} -gt 0 ]]; then mapfile -t names < <(printf '%s\n' "${!channels[@]}" | sort); fi
+for name in "${names[@]}"; do
+  if [[ ${channels[$name]} == null ]]; then unset "channels[$name]"; continue; fi
+  if [[ -z ${channels[$name]} ]]; then
+    echo "the tree $root does not record where channel $name comes from; give it again: --channel $name=PATH" >&2
+    exit 2
+  fi
+done
+
+# Where the job's files are written: the tree, or for --check on an existing tree (or without --root) a temporary
+# tree, so that --check changes nothing.
+if [[ $entry == check && ( -z $root || $existing == 1 ) ]]; then
+  tree=$(mktemp -d "${TMPDIR:-/tmp}/sm_train-check-XXXXXX")
+  trap 'rm -rf "$tree"' EXIT
+else
+  mkdir -p "$root"
+  root=$(absolute "$root")
+  tree=$root
+  if [[ ! -f $root/$marker ]]; then printf '%s\n' "$marker_text" > "$root/$marker"; fi
+fi
+config=$tree/input/config
+mkdir -p "$config" "$tree/input/data" "$tree/model" "$tree/output/data" "$tree/code" "$tree/checkpoints"
+
+if [[ ${#pairs[@]} -gt 0 && $existing == 1 ]]; then  # the saved ones, changed by the given ones
+  command -v python3 > /dev/null || { echo "changing a tree's hyperparameters needs python3 (to merge its JSON)" >&2; exit 2; }
+  python3 - "$root/input/config/hyperparameters.json" "$config/hyperparameters.json" "${pairs[@]}" << 'EOF'
+import json, sys
+
+saved, out, *pairs = sys.argv[1:]
+with open(saved, encoding="utf-8") as f:
+    hps = json.load(f)
+for key, value in zip(pairs[::2], pairs[1::2]):  # a name replaces the one spelt alike (- or _, any case)
+    hps = {k: v for k, v in hps.items() if k.replace("-", "_").lower() != key.replace("-", "_").lower()}
+    if value != "null":
+        hps[key] = value
+with open(out, "w", encoding="utf-8") as f:
+    f.write(json.dumps(hps, indent=2) + "\n")
+EOF
+elif [[ $existing == 1 ]]; then
+  if [[ $tree != "$root" ]]; then cp "$root/input/config/hyperparameters.json" "$config/hyperparameters.json"; fi
+else
+  hyperparameters=""
+  for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+    if [[ ${pairs[i + 1]} == null ]]; then continue; fi
+    hyperparameters+="${hyperparameters:+, }$(json_string "${pairs[i]}"): $(json_string "${pairs[i + 1]}")"
+  done
+  printf '{%s}\n' "$hyperparameters" > "$config/hyperparameters.json"
+fi
 printf '{"current_host": "algo-1", "hosts": ["algo-1"]}\n' > "$config/resourceconfig.json"
 printf '{"LocalPath": "/opt/ml/checkpoints"}\n' > "$config/checkpointconfig.json"
 
-mounts=(-v "$root:/opt/ml")
+mounts=(-v "$tree:/opt/ml")
 data_config=""
-for spec in "${channels[@]}"; do
-  name=${spec%%=*}
-  mkdir -p "$root/input/data/$name"
-  mounts+=(-v "$(absolute "${spec#*=}"):/opt/ml/input/data/$name:ro")
+for path in "$tree"/input/data/*; do  # earlier mount points and `local`'s links: replaced by this run's channels
+  children=("$path"/*)
+  if [[ -L $path ]]; then
+    rm "$path"
+  elif [[ -d $path && ( ${#children[@]} == 0 || -n $(linked "$path") ) ]]; then
+    rm -rf "$path"
+  else
+    echo "$path is not a channel link or mount point sm_train made; use another --root." >&2
+    exit 2
+  fi
+done
+if [[ $tree == "$root" ]]; then rm -rf "$root/.sm_train-channels"; mkdir "$root/.sm_train-channels"; fi
+for name in "${names[@]}"; do
+  if [[ -z ${channels[$name]+set} ]]; then continue; fi
+  mkdir -p "$tree/input/data/$name"
+  if [[ $tree == "$root" ]]; then ln -s "${channels[$name]}" "$root/.sm_train-channels/$name"; fi
+  mounts+=(-v "${channels[$name]}:/opt/ml/input/data/$name:ro")
   data_config+="${data_config:+, }$(json_string "$name"): {\"TrainingInputMode\": \"File\", \"S3DistributionType\": \"FullyReplicated\"}"
 done
 printf '{%s}\n' "$data_config" > "$config/inputdataconfig.json"
-if [[ -n $checkpoints ]]; then
+if [[ $tree != "$root" && -n $root ]]; then  # --check: the tree's own model, output and checkpoint dirs
+  for name in model output; do if [[ -d $root/$name ]]; then mounts+=(-v "$root/$name:/opt/ml/$name"); fi; done
+  checkpoints=${checkpoints:-$root/checkpoints}
+fi
+if [[ -n $checkpoints && ( $entry == train || -d $checkpoints ) ]]; then
   mkdir -p "$checkpoints"
-  mounts+=(-v "$(absolute "$checkpoints"):/opt/ml/checkpoints")
+  checkpoints=$(absolute "$checkpoints")
+  if [[ $checkpoints != "$root/checkpoints" || $tree != "$root" ]]; then mounts+=(-v "$checkpoints:/opt/ml/checkpoints"); fi
+fi
+if [[ $tree == "$root" ]]; then
+  rm -f "$root/.sm_train-checkpoints"
+  if [[ -n $checkpoints && $checkpoints != "$root/checkpoints" ]]; then ln -s "$checkpoints" "$root/.sm_train-checkpoints"; fi
 fi
 
-options=(--rm --shm-size "${SHM_SIZE:-2g}" -e TRAINING_JOB_NAME="local-$(basename "$root")")
+# A run's model/ and output/ replace the earlier ones only when it writes a model (sm_train/local_rerun.py).
+previous=$root/.sm_train-previous
+restored=0
+settle() {  # $1: 1 when the run counts (it succeeded, or wrote its model)
+  if [[ ! -d $previous ]]; then return 0; fi
+  local kept=("$previous"/model/* "$previous"/output/data/*)
+  local stuck="sm_train: cannot remove files a container wrote as root (sudo rm -rf them)"
+  if [[ $1 == 1 ]]; then rm -rf "$previous" 2> /dev/null || echo "$stuck: the earlier run's, in $previous" >&2; return 0; fi
+  if [[ -f $root/output/failure ]]; then mv "$root/output/failure" "$previous/failure"; fi
+  if ! rm -rf "$root/model" "$root/output" 2> /dev/null; then
+    echo "$stuck: this run's, in $root/model and output; the earlier ones are in $previous" >&2
+    return 0
+  fi
+  for name in model output; do if [[ -d $previous/$name ]]; then mv "$previous/$name" "$root/$name"; fi; done
+  mkdir -p "$root/model" "$root/output"
+  if [[ -f $previous/failure ]]; then mv -f "$previous/failure" "$root/output/failure"; fi
+  rm -rf "$previous"
+  if [[ ${#kept[@]} -gt 0 ]]; then restored=1; fi
+}
+wrote_model() { if [[ -f $root/model/all_results.json ]]; then echo 1; else echo 0; fi; }
+if [[ $entry == train ]]; then  # as each SageMaker attempt starts; only in a marked tree, and never for --check
+  if [[ -d $previous ]]; then settle "$(wrote_model)"; fi  # an earlier run of this script was killed
+  mkdir "$previous"
+  mv "$root/model" "$root/output" "$previous/"
+  mkdir -p "$root/model" "$root/output/data"
+fi
+
+options=(--rm --shm-size "${SHM_SIZE:-2g}" -e TRAINING_JOB_NAME="local-$(basename "${root:-$tree}")")
 user=${DOCKER_USER-$(id -u):$(id -g)}
 if [[ -n $user ]]; then options+=(--user "$user" -e HOME=/tmp); fi
 if [[ $gpus == 1 ]]; then options+=(--gpus all); fi
 if [[ -n ${HF_TOKEN:-} ]]; then options+=(-e HF_TOKEN); fi
 if [[ -t 1 ]]; then options+=(-t); fi  # a terminal: progress bars; otherwise plain log lines
 
-echo "sm_train: the job tree is $root" >&2
+echo "sm_train: the job tree is ${root:-$tree}" >&2
 status=0
+trap ':' INT TERM HUP  # Ctrl-C reaches the container through docker; this script then still settles the tree
 "${DOCKER:-docker}" run "${options[@]}" "${mounts[@]}" "$image" "$entry" || status=$?
-echo "sm_train: exit $status; model: $root/model, outputs: $root/output/data, checkpoints: ${checkpoints:-$root/checkpoints}" >&2
-if [[ -f $root/output/failure ]]; then echo "sm_train: failure: $(head -n 1 "$root/output/failure")" >&2; fi
+if [[ $entry == check ]]; then exit "$status"; fi
+if [[ $status == 0 ]]; then settle 1; else settle "$(wrote_model)"; fi
+earlier=""
+if [[ $restored == 1 ]]; then earlier=" (the earlier run's: this run wrote no model)"; fi
+echo "sm_train: exit $status; model: $root/model$earlier, outputs: $root/output/data, checkpoints:" \
+  "${checkpoints:-$root/checkpoints}" >&2
+if [[ -f $root/output/failure && $status != 0 ]]; then echo "sm_train: failure: $(head -n 1 "$root/output/failure")" >&2; fi
+saved=("${checkpoints:-$root/checkpoints}"/checkpoint-*)
+if [[ ${#saved[@]} -gt 0 ]]; then again="resumes from its checkpoints"; else again="no checkpoint: starts afresh"; fi
+echo "sm_train: run again ($again): docker/run_local.sh --root $root" >&2
 exit "$status"

@@ -18,7 +18,10 @@ doing the same job (goal: ratio <= 1.2). --only scale: 100k- and 500k-row CSVs t
 time to the first step and peak RSS of the job process (goal: under 2 GB at 500k rows, time about linear).
 
     python scripts/bench.py [--device cpu|cuda] [--size tiny|small|base] [--rows 3000] [--batch-size 32]
-                            [--max-length 256] [--only throughput|startup|scale] [--json bench.json]
+                            [--max-length 256] [--only throughput|startup|scale] [--json PATH]
+
+The table goes to stdout; the figures go to a JSON file only with --json PATH (nothing is written otherwise, so a
+run leaves nothing in the clone).
 """
 
 from __future__ import annotations
@@ -354,7 +357,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("throughput", "startup", "scale"), default="throughput")
     parser.add_argument("--repeat", type=int, help="runs of each approach, the best counts (default: 1, startup 2)")
     parser.add_argument("--scale-rows", type=lambda v: [int(n) for n in v.split(",")], default=[100_000, 500_000])
-    parser.add_argument("--json", type=Path, default=Path("bench.json"), help="where the figures go")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     options = parser.parse_args()
     quiet()
     if options.device == "cuda":
@@ -383,8 +386,9 @@ def main() -> None:
             report["scale"] = scale(base, model_dir, options)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    options.json.write_text(json.dumps(report, indent=2) + "\n")
-    say(f"figures written to {options.json}\n")
+    if options.json:
+        options.json.write_text(json.dumps(report, indent=2) + "\n")
+        say(f"figures written to {options.json}\n")
     say(table(report))
 
 

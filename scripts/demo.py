@@ -1,4 +1,4 @@
-"""`make demo`: a real, offline text-classification job on 2 CPU cores.
+"""`make demo`: a real, offline text-classification job on the CPU (one process; `make demo` sets OMP_NUM_THREADS=1).
 
 Data: the ~10,600 human-rated movie-review snippets that ship in the vaderSentiment 3.3.2 source distribution
 (Hutto & Gilbert, ICWSM 2014), labelled 'positive' (mean rating > 0) or 'negative' (< 0).
@@ -21,9 +21,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
-MIN_ACCURACY = 0.75  # measured 0.829; the majority class is 0.51
+MIN_ACCURACY = 0.75  # measured 0.841 (0.829 on an earlier version); the majority class is 0.51
 SNIPPETS = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 
 
@@ -85,7 +86,12 @@ def main() -> int:
     }
     argv = [token for key, value in hyperparameters.items() for token in (f"--{key}", str(value))]
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    started = time.monotonic()
     code = subprocess.call([sys.executable, "-m", "sm_train", "train", *argv], env=env)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    took = f"demo: the job took {minutes} min {seconds:02d} s (one process, "
+    took += f"OMP_NUM_THREADS={threads})" if threads else "torch's default number of threads)"
     if code != 0:
         print(f"demo: the job failed: {(root / 'output/failure').read_text()}", file=sys.stderr)
         return code
@@ -98,7 +104,7 @@ def main() -> int:
         return 1
     print(
         f"\ndemo: eval_accuracy={results['eval_accuracy']:.3f} eval_f1={results['eval_f1']:.3f} "
-        f"(majority class: ~0.51)\ndemo: model saved to {root / 'model'}"
+        f"(majority class: ~0.51)\ndemo: model saved to {root / 'model'}\n{took}"
     )
     return 0
 

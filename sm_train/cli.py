@@ -1,6 +1,8 @@
-"""Entry point: subcommands, logging, the failure file and the exit code.
+"""Entry point: subcommands, help, logging, the failure file and the exit code.
 
-python -m sm_train [train] [--name value ...]      run a training job (the default)
+python -m sm_train --help | -h | help [COMMAND]   the commands, one line each (also with no arguments outside a job)
+python -m sm_train COMMAND --help                 a command's usage (usage.py); help never runs or writes anything
+python -m sm_train [train] [--name value ...]      run a training job (the default inside a job tree)
 python -m sm_train metric-definitions --task T    the estimator's metric_definitions as JSON
 python -m sm_train hyperparameters [--task T]     the hyperparameter reference as a Markdown table
 python -m sm_train local --channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ...
@@ -17,11 +19,11 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sm_train import env as sm_env
-from sm_train import outputs
+from sm_train import outputs, usage
 from sm_train.errors import Interrupted, PushFailed, UserError, disk_full_reason, interrupt_on_signal
 from sm_train.reasons import failure_reason
 from sm_train.redact import scrub, secret_values
@@ -43,6 +45,16 @@ def setup_logging() -> None:
         # tqdm's carriage returns turn CloudWatch logs into noise and break metric scraping.
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
+    from sm_train.progress import plain_text
+
+    # Log lines written to a file or a pipe carry no ANSI styles (transformers' load report is bold).
+    for name in ("", "transformers", "datasets"):  # the libraries write through handlers of their own
+        for handler in logging.getLogger(name).handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None and hasattr(stream, "isatty") and stream.isatty():
+                handler.removeFilter(plain_text)
+            else:
+                handler.addFilter(plain_text)
 
 
 def _written(environment: sm_env.SageMakerEnv, checkpoints: Path) -> dict[str, Path]:
@@ -69,7 +81,27 @@ def _launched(environment: sm_env.SageMakerEnv) -> sm_env.SageMakerEnv:
     return sm_env.from_environ()
 
 
+def inside_job(environ: Mapping[str, str]) -> bool:
+    """Whether this process runs in a SageMaker job tree, which `train` reads and writes. Outside one a job can only
+    fail, and its failure file would create /opt/ml/output/ on the user's machine (opened with "x", it then blocks
+    the next run's). A tree is there when SageMaker made it (the input config dir env.py reads exists: /opt/ml's, or
+    SM_INPUT_CONFIG_DIR), when SAGEMAKER_BASE_DIR names one (`local`, tests/jobs.py, a plain command line), under
+    SageMaker's training toolkit (SM_TRAINING_ENV), and under a launcher (torchrun, mpirun), whose ranks must not
+    refuse one by one."""
+    launched = any(k in sm_env.LAUNCHER_VARIABLES or k.startswith("OMPI_COMM_WORLD_") for k in environ)
+    return "SAGEMAKER_BASE_DIR" in environ or "SM_TRAINING_ENV" in environ or launched or _config_dir(environ).is_dir()
+
+
+def _config_dir(environ: Mapping[str, str]) -> Path:
+    """input/config as env.from_environ finds it."""
+    root = Path(environ.get("SAGEMAKER_BASE_DIR", sm_env.DEFAULT_ROOT))
+    return Path(environ.get("SM_INPUT_CONFIG_DIR", root / "input" / "config"))
+
+
 def train(argv: Sequence[str]) -> int:
+    if not inside_job(os.environ):  # before logging and the failure handler: nothing runs, nothing is written
+        print(usage.not_a_job(str(_config_dir(os.environ))), file=sys.stderr)
+        return 2
     environment: sm_env.SageMakerEnv | None = None  # until the config files are read (inside the failure handler)
     guard: outputs.OutputGuard | None = None
     secrets: list[str] = []
@@ -100,7 +132,10 @@ def train(argv: Sequence[str]) -> int:
             raise
         written = _written(environment, checkpoints) if environment and checkpoints else {}
         reason = scrub(disk_full_reason(error, written) or failure_reason(error), secrets)
-        logger.error("%s\n%s", reason, scrub(traceback.format_exc(), secrets))
+        if isinstance(error, Interrupted):  # asked for, not a fault: the reason alone
+            logger.warning("%s", reason)
+        else:
+            logger.error("%s\n%s", reason, scrub(traceback.format_exc(), secrets))
         outputs.write_failure(environment.output_dir if environment else sm_env.output_dir_of(os.environ), reason)
         if guard is not None and not isinstance(error, PushFailed):  # after a failed push the outputs are complete
             guard.clean()
@@ -189,8 +224,23 @@ COMMANDS = {
 }
 
 
+def show_help(topic: Sequence[str]) -> int:
+    """The list of commands, or one command's usage, on stdout; nothing else runs."""
+    if topic and topic[0] not in usage.USAGE:
+        print(f"Unknown command {topic[0]!r}; the commands: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    print(usage.USAGE[topic[0]] if topic else usage.overview())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("help", *usage.HELP_FLAGS):
+        return show_help(args[1:2] if args[0] == "help" else [])
+    if not args and not inside_job(os.environ):  # a person trying the command, not a job
+        return show_help([])
     command = args.pop(0) if args and args[0] in COMMANDS else "train"
+    if usage.asks_help(command, args):
+        return show_help([command])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return COMMANDS[command](args)

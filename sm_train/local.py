@@ -1,42 +1,67 @@
 """Jobs outside SageMaker: local runs on plain folders, the trees they run in, and the container entry in script mode.
 
 `python -m sm_train local --channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ...` builds an
-/opt/ml-shaped tree (hyperparameters.json encoded as SDK v2 does, channels linked to the folders, a checkpoint dir
+/opt/ml-shaped tree (hyperparameters.json encoded as SDK v3 does, channels linked to the folders, a checkpoint dir
 kept across runs) and runs `python -m sm_train train` on it in a child process with SAGEMAKER_BASE_DIR: the very
 process a container runs, with its own signals, logging and exit code, and free to replace itself with torchrun.
 
-Each run empties the tree's model/ and output/, so a tree is marked as sm_train's by a file at its root,
-`.sm_train-tree` (JSON: {"version": 1, "note": ...}; local_tree.py). --root takes a new or empty folder or a marked
-tree; any other folder is refused (exit 2) and left as it is: sm_train never deletes files it did not write.
+Trees go to ${XDG_CACHE_HOME:-~/.cache}/sm_train/runs/<timestamp>/ unless --root says otherwise: never inside the
+clone, which is the source_dir users upload. A rerun on a tree starts from what it holds and replaces only what is
+given (local_tree.py); its model and outputs replace the earlier ones only when it writes a model (local_rerun.py).
+A tree is marked as sm_train's by a file at its root, `.sm_train-tree`; --root takes a new or empty folder or a
+marked tree, and any other folder is refused (exit 2) and left as it is: sm_train never deletes files it did not
+write. `check` never changes an existing tree: it checks a view of it (local_tree.build_tree's `base`).
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import itertools
 import logging
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sm_train.checkpoint import complete_checkpoints
 from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 from sm_train.dist import replace_process, with_package_on_path
 from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, from_environ
 from sm_train.errors import UserError
-from sm_train.local_tree import Request, build_tree, check_root, rotate
+from sm_train.local_rerun import set_aside, settle, wrote_model
+from sm_train.local_tree import REMOVE, Request, build_tree, check_root, is_tree
+from sm_train.uploads import warn_uploaded_clutter
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PARENT = Path(".sm_train")  # local trees go under ./.sm_train/<timestamp>/ unless --root says otherwise
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")  # a folder input/data/NAME: not ".", ".." or hidden
 USAGE = "--channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ..."
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # passed on to the job, which saves and stops
 
 
-def _channel(command: str, value: str) -> tuple[str, Path]:
+def runs_folder(environ: Mapping[str, str]) -> Path:
+    """Where trees go without --root: the user's cache, outside any clone (SDK uploads of source_dir honour no ignore
+    file)."""
+    cache = environ.get("XDG_CACHE_HOME", "")
+    return (Path(cache) if Path(cache).is_absolute() else Path.home() / ".cache") / "sm_train" / "runs"
+
+
+def default_root(environ: Mapping[str, str]) -> Path:
+    """runs/<timestamp>, -2, -3, ... when a tree of the same second exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = runs_folder(environ)
+    names = itertools.chain([stamp], (f"{stamp}-{n}" for n in itertools.count(2)))
+    return next(folder / name for name in names if not (folder / name).exists())
+
+
+def _channel(command: str, value: str) -> tuple[str, Path | None]:
     name, sep, path = value.partition("=")
     if not sep or not name or not path:
         raise UserError(f"{command}: --channel takes NAME=PATH (e.g. --channel train=data/train), got {value!r}.")
@@ -46,6 +71,8 @@ def _channel(command: str, value: str) -> tuple[str, Path]:
             f"input/data/NAME, so it takes letters, digits, '.', '_' and '-' and does not start with '.' "
             f"(e.g. --channel train=data/train)."
         )
+    if path == REMOVE:
+        return name, None
     if not Path(path).expanduser().exists():
         raise UserError(f"{command}: --channel {value}: {path} does not exist.")
     return name, Path(path).expanduser().resolve()
@@ -55,7 +82,7 @@ def parse_request(argv: Sequence[str], command: str) -> Request:
     """The command's own options before `--`, the job's hyperparameters after it."""
     args = list(argv)
     own, hyperparameters = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
-    channels: dict[str, Path] = {}
+    channels: dict[str, Path | None] = {}
     roots: list[Path] = []
     checkpoints = None
     for key, value in argv_items(own):
@@ -79,16 +106,27 @@ def parse_request(argv: Sequence[str], command: str) -> Request:
     return request
 
 
+def _view(root: Path, request: Request) -> Path:
+    """`check` on an existing tree with settings given: a temporary tree of those settings over root's inputs, its
+    model, output and checkpoint dirs; root itself is not changed."""
+    view = Path(tempfile.mkdtemp(prefix="sm_train-check-"))
+    atexit.register(shutil.rmtree, view, ignore_errors=True)
+    build_tree(view, request, "check", base=root)
+    return view
+
+
 def prepare_tree(request: Request, command: str, root: Path | None = None) -> Path:
-    """The tree the command runs in: an existing one, updated with what the request gives, or a new one."""
-    root = root or (request.roots[0] if request.roots else (DEFAULT_PARENT / time.strftime("%Y%m%d-%H%M%S")).resolve())
+    """The tree the command runs in: an existing one, changed by what the request gives, or a new one. `check` never
+    writes into an existing tree."""
+    root = root or (request.roots[0] if request.roots else default_root({}))
     check_root(root, command)  # before anything is written: a file, or a folder sm_train did not make, is refused
-    exists = (root / "input" / "config" / "hyperparameters.json").is_file()
-    if not exists and not request.builds:
+    if not is_tree(root) and not request.builds:
         raise UserError(
             f"{command}: {root} is not a job tree (no input/config/hyperparameters.json); give the channels and "
             f"hyperparameters: python -m sm_train {command} {USAGE}"
         )
+    if command == "check" and is_tree(root):
+        return _view(root, request) if request.builds else root
     build_tree(root, request, command)
     return root
 
@@ -108,7 +146,7 @@ def run_child(command: list[str], environ: Mapping[str, str]) -> int:
     def forward(signum: int, frame: Any) -> None:
         process.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
     try:
         return process.wait()
     finally:
@@ -116,35 +154,61 @@ def run_child(command: list[str], environ: Mapping[str, str]) -> int:
             signal.signal(signum, handler)
 
 
-def summary(root: Path, returncode: int) -> str:
-    """Where the job's results are, and how to resume it."""
+def _outcome(returncode: int) -> str:
+    """finished, failed (exit N), or stopped by SIGNAL (exit N): a job stopped by a signal exits 128 + its number
+    (or is killed by it: a negative return code)."""
+    if returncode == 0:
+        return "finished"
+    signum = -returncode if returncode < 0 else returncode - 128
+    if signum in STOP_SIGNALS:
+        return f"stopped by {signal.Signals(signum).name} (exit {returncode})"
+    return f"failed (exit {returncode})"
+
+
+def summary(root: Path, returncode: int, restored: bool = False) -> str:
+    """Where the job's results are, and how to run it again (resuming only when there is a checkpoint)."""
     env = from_environ({"SAGEMAKER_BASE_DIR": str(root)})
-    checkpoints = (env.hyperparameters or {}).get("checkpoint_dir") or env.checkpoint_dir
+    checkpoints = Path((env.hyperparameters or {}).get("checkpoint_dir") or env.checkpoint_dir)
+    newest = complete_checkpoints(checkpoints)
+    earlier = " (the earlier run's: this run wrote no model)" if restored else ""
     lines = [
-        f"sm_train local: the job {'finished' if returncode == 0 else f'failed (exit {returncode})'} in {root}",
-        f"  model:       {env.model_dir}",
-        f"  outputs:     {env.output_data_dir}",
-        f"  checkpoints: {checkpoints}",
+        f"sm_train local: the job {_outcome(returncode)} in {root}",
+        f"  model:       {env.model_dir}{earlier}",
+        f"  outputs:     {env.output_data_dir}{earlier}",
+        f"  checkpoints: {checkpoints}" + (f" (newest: {newest[-1][1].name})" if newest else " (none saved)"),
     ]
     failure = env.output_dir / "failure"
-    if failure.is_file():
-        lines.append(f"  failure:     {failure.read_text(encoding='utf-8').splitlines()[0]}")
-    lines.append(f"  run again (resumes from the checkpoints): python -m sm_train local --root {root}")
+    if returncode != 0 and failure.is_file():
+        first = (failure.read_text(encoding="utf-8").splitlines() or [""])[0]
+        label = "stopped:" if _outcome(returncode).startswith("stopped") else "failure:"
+        lines.append(f"  {label:<12} {first}" + (f" ({failure})" if restored else ""))
+    again = f"python -m sm_train local --root {root}"
+    if newest:
+        lines.append(f"  run again (resumes from {newest[-1][1].name}): {again}")
+    else:
+        lines.append(f"  run again (no checkpoint was saved: it starts afresh): {again}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    """`local`: a job on plain folders, as SageMaker runs it; outputs start empty each run, checkpoints are kept."""
+    """`local`: a job on plain folders, as SageMaker runs it; each run starts with empty model and output dirs, the
+    earlier ones kept until it writes a model; checkpoints are kept."""
     try:
-        root = prepare_tree(parse_request(argv, "local"), "local")
-        rotate(root)  # as each SageMaker attempt starts; only in a tree sm_train marked
+        request = parse_request(argv, "local")
+        root = prepare_tree(request, "local", None if request.roots else default_root(environ))
+        set_aside(root)  # as each SageMaker attempt starts, with the earlier model and outputs kept in the tree
     except UserError as error:
         sys.stderr.write(f"{error}\n")
         return 2
     sys.stdout.write(f"sm_train local: running the job in {root}\n")
     sys.stdout.flush()
     returncode = run_child([sys.executable, "-m", "sm_train", "train"], job_environment(environ, root))
-    sys.stdout.write(summary(root, returncode) + "\n")
+    try:
+        restored = settle(root, returncode == 0 or wrote_model(root))
+    except UserError as error:
+        sys.stderr.write(f"{error}\n")
+        restored = False
+    sys.stdout.write(summary(root, returncode, restored) + "\n")
     return returncode
 
 
@@ -165,8 +229,11 @@ def toolkit_command(env: SageMakerEnv) -> list[str] | None:
 
 
 def hand_over_to_toolkit(env: SageMakerEnv, environ: Mapping[str, str]) -> None:
-    """Replace this process with the toolkit in script mode, as the Hugging Face training containers start it."""
+    """Replace this process with the toolkit in script mode, as the Hugging Face training containers start it. A job
+    that runs here warns first when its source_dir (the code dir) carries local runs or virtualenvs."""
     command = toolkit_command(env)
     if command:
         logger.info("script mode (sagemaker_program=%s): SageMaker's training toolkit runs it", env.program)
         replace_process(command, environ)
+    elif env.local_rank == 0:
+        warn_uploaded_clutter(env.root / "code")

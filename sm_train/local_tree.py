@@ -1,35 +1,44 @@
-"""The /opt/ml-shaped trees `local` and `check` run jobs in: what they are built from, how they are built, and which
-folders are sm_train's own to empty.
+"""The /opt/ml-shaped trees `local` and `check` run jobs in: what they are built from, how a rerun changes them, and
+which folders are sm_train's own.
 
 A tree sm_train made holds a marker at its root, `.sm_train-tree`: a JSON object with the tree format's `version`
-(1) and a note for whoever finds it. docker/run_local.sh writes and reads the same file. Only in a marked tree does
-sm_train delete anything: model/ and output/ emptied as each run starts (`rotate`), and its own channel links in
-input/data/; checkpoints/ are kept, so a rerun resumes.
+(1) and a note for whoever finds it. docker/run_local.sh writes and reads the same file, and the same records of
+where the tree's inputs live: `.sm_train-channels/NAME` (a link to channel NAME's folder or file) and
+`.sm_train-checkpoints` (a link to a checkpoint dir outside the tree). Only in a marked tree does sm_train move or
+delete anything: its own channel links, and model/ and output/ as local_rerun.py replaces them.
 
 A root may be a new folder (made and marked), an empty one (marked), or a marked tree (reused). Anything else is
 refused: sm_train never deletes or overwrites files it did not write. Trees made before the marker existed are
 recognised by holding nothing but a tree's layout and a job's outputs (see `_not_a_trees`), and are then marked.
+
+A rerun starts from what the tree holds: its hyperparameters, channels and checkpoint dir; what the request gives
+replaces that part only (`--name null` removes a hyperparameter, `--channel NAME=null` a channel).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sm_train.dialects import NO_VALUE, argv_items
+from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 from sm_train.errors import UserError
 
 MARKER = ".sm_train-tree"
 MARKER_TEXT = (
-    '{"version": 1, "note": "an /opt/ml tree sm_train made: model/ and output/ are emptied at each run, '
+    '{"version": 1, "note": "an /opt/ml tree sm_train made: a run that writes a model replaces model/ and output/, '
     'checkpoints/ are kept"}\n'
 )  # run_local.sh writes the same line
-FIX = "Pass a new or empty folder as --root, or omit --root (a new tree under ./.sm_train/)."
+CHANNELS = ".sm_train-channels"  # NAME -> the channel's folder or file (run_local.sh mounts them from here)
+CHECKPOINTS = ".sm_train-checkpoints"  # -> a checkpoint dir outside the tree (--checkpoints)
+CONTAINER_CHECKPOINTS = "/opt/ml/checkpoints"  # run_local.sh's checkpointconfig: the path inside the container
+REMOVE = "null"  # `--name null`, `--channel NAME=null`: removes it (a hyperparameter's default applies again)
+FIX = "Pass a new or empty folder as --root, or omit --root (a new tree under ~/.cache/sm_train/runs/)."
 # What an unmarked folder may hold and still be taken for a tree an earlier sm_train made: folder -> names in it.
 EARLIER_LAYOUT = {
     "": ("input", "model", "output", "code", "checkpoints"),
@@ -42,7 +51,7 @@ EARLIER_LAYOUT = {
 class Request:
     """What `local` or `check` was asked: the tree's parts, and the hyperparameters given after `--`."""
 
-    channels: dict[str, Path]
+    channels: dict[str, Path | None]  # None: remove the channel
     roots: tuple[Path, ...]
     checkpoints: Path | None
     arguments: tuple[str, ...]  # the hyperparameters as given after `--`
@@ -57,18 +66,29 @@ class Request:
         return bool(self.channels or self.arguments or self.checkpoints)
 
 
-def hyperparameters_file(items: Sequence[tuple[str, Any]]) -> dict[str, str]:
-    """hyperparameters.json as SDK v3 and boto3 write it: each value the text given, typed by its field when the job
-    parses it ('3.10' stays a run name, becomes a number for learning_rate); a flag without a value true, a repeated
-    option a JSON list."""
-    return {
-        key.lstrip("-"): "true" if value is NO_VALUE else json.dumps(value) if isinstance(value, list) else str(value)
-        for key, value in items
-    }
+def merged_hyperparameters(saved: Mapping[str, Any], items: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """hyperparameters.json as SDK v3 and boto3 write it, the saved values changed by the given ones: each value the
+    text given, typed by its field when the job parses it ('3.10' stays a run name, becomes a number for
+    learning_rate); a flag without a value true, a repeated option a JSON list, `null` removes the key. A given name
+    replaces the saved one spelt alike (dashes or underscores, any case)."""
+    result = dict(saved)
+    for key, value in items:
+        name = key.lstrip("-")
+        for old in [k for k in result if normalize_key(k) == normalize_key(name)]:
+            del result[old]
+        if value != REMOVE:
+            result[name] = (
+                "true" if value is NO_VALUE else json.dumps(value) if isinstance(value, list) else str(value)
+            )
+    return result
 
 
 def is_marked(root: Path) -> bool:
     return (root / MARKER).is_file()
+
+
+def is_tree(root: Path) -> bool:
+    return (root / "input" / "config" / "hyperparameters.json").is_file()
 
 
 def _not_a_trees(root: Path) -> Iterator[str]:
@@ -109,9 +129,41 @@ def check_root(root: Path, command: str) -> None:
         shown = ", ".join(found[:3]) + (" and more" if len(found) > 3 else "")
         raise UserError(
             f"{command}: --root {root} is not empty and is not a tree sm_train made (it has no {MARKER} file): found "
-            f"{shown}. sm_train empties a tree's model/ and output/ at each run, and it never deletes or overwrites "
+            f"{shown}. sm_train replaces a tree's model/ and output/ at each run, and it never deletes or overwrites "
             f"files it did not write. {FIX}"
         )
+
+
+def _read_dict(path: Path) -> dict[str, Any]:
+    """A config file's JSON object; {} when it is missing or not one."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _link(path: Path) -> Path | None:
+    """Where a channel link of the tree points: input/data/NAME itself, or the one link in it (a file channel)."""
+    if path.is_symlink():
+        return Path(os.readlink(path))
+    children = list(path.iterdir()) if path.is_dir() else []
+    return Path(os.readlink(children[0])) if len(children) == 1 and children[0].is_symlink() else None
+
+
+def saved_channels(root: Path) -> dict[str, Path | None]:
+    """The tree's channels (inputdataconfig.json) and their folders or files: recorded, or where its links point;
+    None: not known (a mount point of an earlier run_local.sh)."""
+    names = _read_dict(root / "input" / "config" / "inputdataconfig.json")
+    return {name: _link(root / CHANNELS / name) or _link(root / "input" / "data" / name) for name in names}
+
+
+def saved_checkpoints(root: Path) -> Path:
+    """The tree's checkpoint dir: recorded, or its checkpointconfig's (not run_local.sh's path in the container)."""
+    if (root / CHECKPOINTS).is_symlink():
+        return Path(os.readlink(root / CHECKPOINTS))
+    local_path = _read_dict(root / "input" / "config" / "checkpointconfig.json").get("LocalPath")
+    return Path(local_path) if local_path and local_path != CONTAINER_CHECKPOINTS else root / "checkpoints"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -119,17 +171,31 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _link_channels(data_dir: Path, channels: Mapping[str, Path]) -> None:
-    """input/data/<name> -> the folder (or a folder holding a link to the file): nothing is copied."""
+def _replace_link(link: Path, target: Path | None) -> None:
+    if link.is_symlink():
+        link.unlink()
+    if target is not None:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+
+
+def _link_channels(root: Path, channels: Mapping[str, Path]) -> None:
+    """input/data/NAME -> the folder (or a folder holding a link to the file): nothing is copied. The links of an
+    earlier run (and run_local.sh's empty mount points) are replaced; anything else there is refused."""
+    data_dir = root / "input" / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for entry in data_dir.iterdir():  # the links of an earlier run: this run's channels replace them
+    for entry in data_dir.iterdir():
         if entry.is_symlink():
             entry.unlink()
         elif entry.is_dir() and all(child.is_symlink() for child in entry.iterdir()):
             shutil.rmtree(entry)
         else:
             raise UserError(f"{entry} is not a channel link sm_train made; use another --root.")
+    for record in (root / CHANNELS).iterdir() if (root / CHANNELS).is_dir() else ():
+        if record.name not in channels:
+            record.unlink()
     for name, path in channels.items():
+        _replace_link(root / CHANNELS / name, path)
         if path.is_dir():
             (data_dir / name).symlink_to(path, target_is_directory=True)
         else:
@@ -137,10 +203,11 @@ def _link_channels(data_dir: Path, channels: Mapping[str, Path]) -> None:
             (data_dir / name / path.name).symlink_to(path)
 
 
-def build_tree(root: Path, request: Request, command: str = "sm_train") -> None:
+def build_tree(root: Path, request: Request, command: str = "sm_train", base: Path | None = None) -> None:
     """The files SageMaker puts under /opt/ml before a job starts, for one host (algo-1), in a tree marked as
-    sm_train's. In an existing tree only what the request gives is replaced: `--root DIR -- --max_steps 900` keeps
-    the channels and checkpoints."""
+    sm_train's: the tree `base` holds (default: root itself; nothing, when new), with what the request gives
+    replaced. `--root DIR -- --max_steps 900` keeps the other hyperparameters, the channels and the checkpoints."""
+    base = base or root
     check_root(root, command)
     try:  # a file on the way (--root notes.txt/tree), or a folder this user may not write to
         root.mkdir(parents=True, exist_ok=True)
@@ -151,40 +218,31 @@ def build_tree(root: Path, request: Request, command: str = "sm_train") -> None:
             f"{command}: cannot make the tree {root}: {error.strerror} ({error.filename}). {FIX}"
         ) from error
     config = root / "input" / "config"
-    if request.arguments or not (config / "hyperparameters.json").is_file():
-        _write_json(config / "hyperparameters.json", hyperparameters_file(request.hyperparameters))
-    _write_json(config / "resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})
-    if request.channels or not (config / "inputdataconfig.json").is_file():
-        files = {
-            name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"} for name in request.channels
-        }
-        _write_json(config / "inputdataconfig.json", files)
-        _link_channels(root / "input" / "data", request.channels)
-    if request.checkpoints or not (config / "checkpointconfig.json").is_file():
-        # As with checkpoint_s3_uri: the checkpoints stay between runs, so a run on the same tree resumes.
-        _write_json(config / "checkpointconfig.json", {"LocalPath": str(request.checkpoints or root / "checkpoints")})
-    for name in ("model", "output/data", "code"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-
-
-def rotate(root: Path) -> None:
-    """Empty model/ and output/ as each SageMaker attempt starts (the failure file is never overwritten, so a rerun
-    needs an empty output/); checkpoints/ are kept. Only ever in a tree sm_train marked."""
-    if not is_marked(root):
+    if request.arguments or base != root or not is_tree(root):
+        saved = _read_dict(base / "input" / "config" / "hyperparameters.json")
+        _write_json(config / "hyperparameters.json", merged_hyperparameters(saved, request.hyperparameters))
+    if not (config / "resourceconfig.json").is_file():
+        _write_json(config / "resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})
+    channels = saved_channels(base) | request.channels
+    unknown = sorted(name for name, path in channels.items() if path is None and name not in request.channels)
+    if unknown:
         raise UserError(
-            f"{root} is not a tree sm_train made (no {MARKER}): its model/ and output/ stay as they are. {FIX}"
+            f"{command}: the tree {base} does not record where channel {', '.join(unknown)} comes from (an earlier "
+            f"docker/run_local.sh made it); give it again: --channel {unknown[0]}=PATH."
         )
-    for name in ("model", "output"):
-        path = root / name
-        try:
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            elif path.exists():
-                shutil.rmtree(path)
-        except OSError as error:
-            raise UserError(
-                f"cannot empty {path} for this run ({error.strerror}: {error.filename}); remove it yourself (files a "
-                f"container wrote as root need sudo), or pass a new --root."
-            ) from error
-    (root / "model").mkdir()
-    (root / "output" / "data").mkdir(parents=True)
+    kept = {name: path for name, path in channels.items() if path is not None}
+    saved_config = _read_dict(base / "input" / "config" / "inputdataconfig.json")
+    file_mode = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+    _write_json(config / "inputdataconfig.json", {name: saved_config.get(name, file_mode) for name in kept})
+    _link_channels(root, kept)
+    # As with checkpoint_s3_uri: the checkpoints stay between runs, so a run on the same tree resumes.
+    checkpoints = request.checkpoints or saved_checkpoints(base)
+    _write_json(config / "checkpointconfig.json", {"LocalPath": str(checkpoints)})
+    _replace_link(root / CHECKPOINTS, checkpoints if checkpoints != base / "checkpoints" else None)
+    if base == root:
+        for name in ("model", "output/data", "code"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+    else:  # a view of base with other settings (`check`): base's own model and output dirs, untouched
+        for name in ("model", "output"):
+            (root / name).symlink_to(base / name, target_is_directory=True)
+        (root / "code").mkdir(exist_ok=True)

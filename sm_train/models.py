@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from sm_train import archives
 from sm_train.errors import ConfigError
+from sm_train.reasons import clause
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,8 @@ def load(loader: Any, name: str, what: str, *, trust_remote_code: bool = False, 
         if not isinstance(e, OSError):
             raise
         raise ConfigError(
-            f"Could not load the {what} from model_name_or_path={name!r}: {e}. Use a local path, a 'model' channel, "
-            "or a Hub id the job can reach."
+            f"Could not load the {what} from model_name_or_path={name!r}: {clause(e)}. Use a local path, a 'model' "
+            "channel, or a Hub id the job can reach."
         ) from e
     except ValueError as e:
         # The same problems _load_tokenizer finds in a local config.json, for a Hub id (#8 item 11).

@@ -85,20 +85,56 @@ def make_deployable(model_dir: Path, model_input_names: list[str]) -> None:
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def evaluation_schedule(args: Any, sizes: Mapping[str, int]) -> str | bool:
+    """When the job evaluates: False without evaluation data; otherwise Trainer's schedule during training (its
+    eval_strategy) and the final evaluation sm_train always runs."""
+    if "eval" not in sizes:
+        return False
+    if "train" not in sizes:
+        return "once, without training"
+    during = ["at the start"] if getattr(args, "eval_on_start", False) else []
+    strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+    if strategy == "steps":  # eval_steps below 1 is a share of the training steps
+        steps = args.eval_steps
+        during.append(f"every {int(steps)} steps" if steps >= 1 else f"every {steps:.0%} of the training steps")
+    elif strategy == "epoch":
+        during.append("every epoch")
+    return ", ".join(during) + " and at the end" if during else "at the end"
+
+
+def _training_args(args: Any, sizes: Mapping[str, int] | None) -> dict[str, Any]:
+    """The training arguments as the job used them. TrainingArguments.to_dict writes '<HUB_TOKEN>' for every
+    *_token field, set or not: the values themselves go to redact_mapping, which hides only set secrets. sm_train
+    decides training and evaluation from the data present (data.select_splits), not from do_train/do_eval: those
+    record what ran."""
+    found = args.to_dict()
+    found.update({key: getattr(args, key) for key in found if key.endswith("_token")})
+    if sizes is not None:
+        found.update(do_train="train" in sizes, do_eval="eval" in sizes)
+    return redact_mapping(found)
+
+
 def resolved_config(
-    cfg: Any, task_facts: Mapping[str, Any], env: Any, resumed_from: str | None = None
+    cfg: Any,
+    task_facts: Mapping[str, Any],
+    env: Any,
+    resumed_from: str | None = None,
+    sizes: Mapping[str, int] | None = None,
+    planned: bool = False,
 ) -> dict[str, Any]:
     """Everything this job ran with: hyperparameters as given, as parsed, the environment and package versions, and
-    the checkpoint an earlier attempt of the same run left (resuming requires the same settings: trajectory.py)."""
-    training = redact_mapping(cfg.training_args.to_dict())
-    return {
+    the checkpoint an earlier attempt of the same run left (resuming requires the same settings: trajectory.py).
+
+    sizes: the rows of each split the job used; with them the record says what the job did ("ran"), or, planned
+    (`check`), what it will do ("will_run")."""
+    found = {
         "task": cfg.task_cls.name,
         "resumed_from": resumed_from,
         "hyperparameters": cfg.redacted(),
         "hyperparameters_source": env.hyperparameters_source,
         "job": redact_mapping(dataclasses.asdict(cfg.job)),
         "task_args": redact_mapping(dataclasses.asdict(cfg.task_args)),
-        "training_args": training,
+        "training_args": _training_args(cfg.training_args, sizes),
         "task_facts": dict(task_facts),
         "environment": {
             "hosts": list(env.hosts),
@@ -111,6 +147,12 @@ def resolved_config(
         },
         "versions": versions(),
     }
+    if sizes is not None:
+        done = {"trained": "train" in sizes, "evaluated": evaluation_schedule(cfg.training_args, sizes)}
+        if planned:
+            done = {"trains": done["trained"], "evaluates": done["evaluated"]}
+        found["will_run" if planned else "ran"] = {**done, "rows": dict(sizes)}
+    return found
 
 
 def write_all(
@@ -125,7 +167,9 @@ def write_all(
 ) -> None:
     """Results, the resolved configuration and the model card (rank 0, after the model is saved)."""
     write_results((env.model_dir, env.output_data_dir), train, evaluation)
-    write_json(env.output_data_dir / "sm_train_config.json", resolved_config(cfg, task_facts, env, resumed_from))
+    write_json(
+        env.output_data_dir / "sm_train_config.json", resolved_config(cfg, task_facts, env, resumed_from, sizes)
+    )
     card = model_card(
         task=cfg.task_cls.name,
         base_model=model_name,

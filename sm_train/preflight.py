@@ -1,11 +1,12 @@
 """`python -m sm_train check`: a job checked in seconds, without training, every problem reported at once.
 
 The job's own steps, in its order (runner.py), each one's UserError collected instead of ending the check: the
-hyperparameters (config.parse; nothing else can be checked without them), the model path and the checkpoint dir's
-placement, the data (data.select_splits), the tokenizer, the task's checks (task.prepare on all splits, then on each
-split alone to find what the first problem hid), the model; then a sample tokenized (token lengths against the
+hyperparameters (config.parse, every problem collected), the model path, the checkpoint dir's placement and the
+folders written, the data (data.select_splits), the tokenizer, the task's checks (task.prepare on all splits, then on
+each split alone to find what the first problem hid), the model; then a sample tokenized (token lengths against the
 limits), the steps per epoch, and one forward and backward pass on two examples on the CPU (the model called
-directly: Trainer lives in training.py). Nothing is written: no checkpoint, no model dir files.
+directly: Trainer lives in training.py). Each stage says one `[ok]` or `[problem]` line; the numbered problems come
+last. Nothing is written: no checkpoint, no model dir files; `--verbose` prints the resolved configuration.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Report:
     """The problems found so far, one line per stage that failed."""
 
     problems: list[str] = field(default_factory=list)
+    speaks: bool = False  # the job's own report says "[problem] <stage>" once per stage; the nested ones do not
 
     def attempt(self, stage: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         """function(...), or None with its problem recorded: a UserError's reason, or the reason a job's failure file
@@ -64,7 +66,11 @@ class Report:
         self.extend([f"{stage}: {problem}"])
 
     def extend(self, problems: list[str]) -> None:
-        self.problems += [p for p in problems if p not in self.problems]
+        for problem in (p for p in problems if p not in self.problems):
+            stage = problem.split(": ", 1)[0]
+            if self.speaks and not any(p.startswith(f"{stage}: ") for p in self.problems):
+                say(f"[problem] {stage}: listed below")
+            self.problems.append(problem)
 
 
 def _task_checks(report: Report, cfg: config.Config, raw: DatasetDict, tokenizer: Any) -> tuple[Task, Any] | None:
@@ -82,8 +88,11 @@ def _task_checks(report: Report, cfg: config.Config, raw: DatasetDict, tokenizer
     if not alone.problems:
         report.extend(together.problems)
         return None
-    report.extend(alone.problems)
-    report.attempt("eval data", cfg.task_cls(cfg.task_args, tokenizer).prepare, DatasetDict(eval=raw["eval"]))
+    evaluation = Report()  # its problems but those the training data has too (one missing column, said once)
+    evaluation.attempt("eval data", cfg.task_cls(cfg.task_args, tokenizer).prepare, DatasetDict(eval=raw["eval"]))
+    report.extend(
+        alone.problems + [p for p in evaluation.problems if p.replace("eval", "train") not in alone.problems]
+    )
     return None
 
 
@@ -154,11 +163,8 @@ def _one_step(task: Task, model: Any, raw: Mapping[str, Dataset]) -> None:
 
 
 def _model_stages(report: Report, cfg: config.Config, model_name: str, task: Task, raw: Any) -> None:
-    kwargs = task.model_kwargs()
-    trust = cfg.job.trust_remote_code
-    model = report.attempt(
-        "model", models.load, task.model_class, model_name, "model", trust_remote_code=trust, **kwargs
-    )
+    trust = {"trust_remote_code": cfg.job.trust_remote_code, **task.model_kwargs()}
+    model = report.attempt("model", models.load, task.model_class, model_name, "model", **trust)
     if model is None:
         return
     say(f"[ok] model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
@@ -168,24 +174,38 @@ def _model_stages(report: Report, cfg: config.Config, model_name: str, task: Tas
     report.attempt("training step", _one_step, task, model, raw)
 
 
-def check_job(env: SageMakerEnv, argv: Sequence[str]) -> list[str]:
-    """Every problem of the job in `env` (the hyperparameters from argv outside SageMaker)."""
-    report, collected = Report(), []
-    cfg = report.attempt("hyperparameters", lambda: config.parse(config.source_items(env, argv), env, collected))
-    report.problems[:0] = [f"hyperparameters: {problem}" for problem in collected]  # in the order given
+def _parse(report: Report, env: SageMakerEnv, argv: Sequence[str]) -> config.Config | None:
+    """The hyperparameters, every problem of them collected in the order given."""
+    collected: list[str] = []
+    parsing = Report()
+    cfg = parsing.attempt("hyperparameters", lambda: config.parse(config.source_items(env, argv), env, collected))
+    report.extend([f"hyperparameters: {problem}" for problem in collected] + parsing.problems)
+    if cfg is not None and not collected:
+        say(f"[ok] hyperparameters: {len(cfg.hyperparameters)} given, task {cfg.task_cls.name}")
+    return cfg
+
+
+def check_job(env: SageMakerEnv, argv: Sequence[str], verbose: bool = False) -> list[str]:
+    """Every problem of the job in `env` (the hyperparameters from argv outside SageMaker). verbose: the resolved
+    configuration printed after the stages, as the job would record it (sm_train_config.json)."""
+    report = Report(speaks=True)
+    cfg = _parse(report, env, argv)
     if cfg is None:
         return report.problems
-    resolved = outputs.resolved_config(cfg, {}, env)
-    say("resolved configuration (secrets redacted):\n" + json.dumps(resolved, indent=2, sort_keys=True, default=str))
     model_name = report.attempt("model", models.check_model_path, cfg.job.model_name_or_path)
+    before = len(report.problems)
     report.attempt("checkpoint dir", claim.check_placement, Path(cfg.training_args.output_dir), env)
     for what, directory in cfg.written_dirs(env).items():
         problem = files.writable_problem(what, directory)
         if problem:
             report.add(what.removeprefix("the "), problem)
+    if len(report.problems) == before:
+        say(f"[ok] folders: {', '.join(w.removeprefix('the ') for w in cfg.written_dirs(env))} writable")
     raw = report.attempt("data", data.select_splits, cfg, env)
     if raw is not None:
-        say(f"[ok] data: {', '.join(f'{split} {len(raw[split])} rows' for split in raw)}")
+        evaluates = outputs.evaluation_schedule(cfg.training_args, {split: 1 for split in raw})
+        plan = ["trains"] * ("train" in raw) + [f"evaluates {evaluates}" if evaluates else "no evaluation"]
+        say(f"[ok] data: {', '.join(f'{s} {len(raw[s])} rows' for s in raw)} (the job {'; '.join(plan)})")
     tokenizer = model_name and report.attempt(
         "tokenizer", models.load_tokenizer, model_name, cfg.job.trust_remote_code, cfg.job.tokenizer_name
     )
@@ -195,32 +215,38 @@ def check_job(env: SageMakerEnv, argv: Sequence[str]) -> list[str]:
     prepared = _task_checks(report, cfg, raw, tokenizer or None) if raw is not None else None
     if prepared is not None and model_name and tokenizer:
         _model_stages(report, cfg, model_name, *prepared)
+    if verbose:
+        used = prepared[1] if prepared is not None else raw
+        sizes = None if used is None else {split: len(used[split]) for split in used}
+        resolved = outputs.resolved_config(cfg, {}, env, sizes=sizes, planned=True)
+        say("resolved configuration (secrets redacted):\n" + json.dumps(resolved, indent=2, default=str))
     return report.problems
 
 
-def _check_trees(request: local.Request, environ: Mapping[str, str], temporary: Path) -> list[str]:
+def _check_trees(request: local.Request, environ: Mapping[str, str], temporary: Path, verbose: bool) -> list[str]:
     if request.builds:
         root = local.prepare_tree(request, "check", request.roots[0] if request.roots else temporary)
-        return check_job(from_environ(local.job_environment(environ, root)), [])
+        return check_job(from_environ(local.job_environment(environ, root)), [], verbose)
     problems = []
     for root in request.roots:
         local.prepare_tree(request, "check", root)  # an existing tree: nothing given to change in it
         say(f"== {root}")
-        problems += [
-            f"{root}: {problem}" for problem in check_job(from_environ(local.job_environment(environ, root)), [])
-        ]
+        found = check_job(from_environ(local.job_environment(environ, root)), [], verbose)
+        problems += [f"{root}: {problem}" for problem in found]
     return problems
 
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """`check`: 0 when the job would start training, 1 with every problem found, 2 for a usage error."""
+    end = list(argv).index("--") if "--" in argv else len(argv)  # --verbose: check's own option, before --
+    verbose, argv = "--verbose" in argv[:end], [a for i, a in enumerate(argv) if i >= end or a != "--verbose"]
     try:
         request = local.parse_request(argv, "check")
         with tempfile.TemporaryDirectory(prefix="sm_train-check-") as temporary:
             if request.builds or request.roots:
-                problems = _check_trees(request, environ, Path(temporary))
+                problems = _check_trees(request, environ, Path(temporary), verbose)
             else:  # inside a tree: SAGEMAKER_BASE_DIR or /opt/ml, as the job itself reads it
-                problems = check_job(from_environ(environ), request.arguments)
+                problems = check_job(from_environ(environ), request.arguments, verbose)
     except ConfigError as error:  # a config file of the tree is not what SageMaker writes: the job's problem
         problems = [f"job files: {error}"]
     except UserError as error:

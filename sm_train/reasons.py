@@ -10,6 +10,27 @@ from sm_train.errors import Interrupted, UserError
 
 def failure_reason(error: BaseException) -> str:
     """The first line says what went wrong, where, and how to fix it."""
+    return one_stop(_reason(error))
+
+
+def clause(message: object) -> str:
+    """Another library's message inside a sentence of ours: without its final period, which ours would double."""
+    text = str(message).strip()
+    return text[:-1] if text.endswith(".") and not text.endswith("..") else text
+
+
+# A sentence's period doubled where a message that ends in one is embedded before ours ("variable.. Use",
+# "variable. . Use") after a word, quote or bracket; an ellipsis, a path's ".." and a quoted '..' are left alone.
+_DOUBLED_STOP = re.compile(r"(?<=[\w'\"`)\]])\. ?\.(?=\s|$)")
+
+
+def one_stop(reason: str) -> str:
+    """A reason with each sentence ending in one period, whichever module embedded another library's message."""
+    return _DOUBLED_STOP.sub(".", reason)
+
+
+def _reason(error: BaseException) -> str:
+    """The reason as each kind of error words it; failure_reason makes its periods single."""
     if isinstance(error, UserError | Interrupted):
         return str(error)
     name = type(error).__name__
@@ -19,7 +40,10 @@ def failure_reason(error: BaseException) -> str:
             "max_seq_length, raise gradient_accumulation_steps, or use a larger instance."
         )
     if isinstance(error, ImportError):
-        return f"Missing or incompatible package: {error}. Check requirements.txt against the container's packages."
+        return (
+            f"Missing or incompatible package: {clause(error)}. Check requirements.txt against the container's "
+            "packages."
+        )
     if isinstance(error, KeyboardInterrupt):
         return "Interrupted (SIGINT) before the job finished."
     return (

@@ -17,7 +17,7 @@ from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, default_data_collator
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from sm_train import outputs
+from sm_train import outputs, progress
 from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, SaveOrStop, TrainingDone
 from sm_train.checkpoint import STATE_FILE, manifest
 from sm_train.config import Config
@@ -39,6 +39,12 @@ def build_trainer(
     trainer_args.save_total_limit = None
     collator = task.collator(model)
     _fix_loss_scaling(model, datasets.get("train") or datasets["eval"], collator, trainer_args)
+    facts = progress.Facts(
+        {split: len(features) for split, features in datasets.items()},
+        len(env.hosts) or 1,
+        cfg.training_args.save_total_limit,
+        cfg.job.save_every_minutes,
+    )
     trainer = task.trainer_class(
         model=model,
         args=trainer_args,
@@ -49,6 +55,7 @@ def build_trainer(
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits,
         callbacks=[
+            *progress.callbacks(trainer_args, facts, cfg.explicit),  # the bar, if any, is cleared before metric lines
             MetricLines(),
             CheckpointKeeper(cfg.training_args.save_total_limit, run),
             NoStepPastTheEnd(),
@@ -61,8 +68,10 @@ def build_trainer(
     )
     if cfg.job.early_stopping_patience:
         trainer.add_callback(EarlyStoppingCallback(cfg.job.early_stopping_patience, cfg.job.early_stopping_threshold))
-    # Our metric lines replace Trainer's printed dicts, which transformers 5 renders as quoted strings.
+    # Our metric lines replace Trainer's printed dicts (transformers 5 renders them as quoted strings); on a
+    # terminal its bar stays, without the dicts.
     trainer.remove_callback(PrinterCallback)
+    progress.attach(trainer)
     _samplers(trainer)
     return trainer
 

@@ -1,12 +1,17 @@
 """Run the README's launch code offline, inside a SageMaker SDK venv (.venv-sdk2 or .venv-sdk3), with every AWS call
-answered here: the requests the SDK builds are written to OUT/calls.json and the files it uploads under OUT/s3/.
+answered here: the calls the SDK makes are written to OUT/calls.json (each with its client's region) and the files it
+uploads under OUT/s3/.
 
-    .venv-sdk3/bin/python tests/sdk_run.py README.md sdk-v3 OUT   (run in a folder holding the clone the code names)
+    .venv-sdk3/bin/python tests/sdk_run.py README.md sdk-v3 OUT   (run in a folder holding what the code names: the
+                                                                   clone and the data folders it uploads)
 
-The code blocks tagged ```python <tag> run in order in one namespace, as cells of a notebook, with `role` and `bucket`
-defined. Only the waiting for a job to finish is skipped; everything the SDK does before (image lookup, validation,
-packing and uploading source_dir, the CreateTrainingJob request) runs as it would against AWS. Imports nothing of
-sm_train or the test suite: this venv has only the SDK.
+The code blocks tagged ```python <tag> run as written, in order, in one fresh namespace, as cells of a notebook: they
+define the session, region, role and bucket themselves. No region comes from the environment or an AWS config file,
+so code that does not set one fails as it would on a machine without AWS configuration. Only AWS is faked: the caller
+is a SageMaker execution role as in SageMaker Studio (STS, IAM), the SDK's default bucket exists, S3 keeps what is
+uploaded. The waiting for a job to finish is skipped; everything the SDK does before (image lookup, validation,
+uploads, packing source_dir, the CreateTrainingJob request) runs as it would against AWS. Imports nothing of sm_train
+or the test suite: this venv has only the SDK.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 ACCOUNT = "123456789012"
+ROLE_NAME = "AmazonSageMaker-ExecutionRole-20240101T000000"  # as the SageMaker console names execution roles
+CALLER = f"arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE_NAME}/SageMaker"  # a Studio notebook's identity
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/{ROLE_NAME}"  # the role's ARN, with its path, as IAM answers
 TRUST = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 }
@@ -66,11 +74,14 @@ def fake_aws(out: Path) -> list[dict[str, Any]]:
             target = out / "s3" / params["Bucket"] / params["Key"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(_body(params.pop("Body")))
-        calls.append({"operation": operation, "params": params})
+        region = self.meta.region_name
+        calls.append({"operation": operation, "params": params, "region": region})
         if operation == "GetCallerIdentity":
-            return {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/test", "UserId": "test"}
+            return {"Account": ACCOUNT, "Arn": CALLER, "UserId": f"AROA0000000000EXAMPLE:{ROLE_NAME}"}
         if operation == "GetRole":
-            return {"Role": {"RoleName": params["RoleName"], "AssumeRolePolicyDocument": TRUST}}
+            name = params["RoleName"]
+            arn = ROLE if name == ROLE_NAME else f"arn:aws:iam::{ACCOUNT}:role/{name}"
+            return {"Role": {"RoleName": name, "Arn": arn, "AssumeRolePolicyDocument": TRUST}}
         if operation == "SimulatePrincipalPolicy":
             return {"EvaluationResults": []}
         if operation == "CreateTrainingJob":
@@ -78,8 +89,8 @@ def fake_aws(out: Path) -> list[dict[str, Any]]:
             return {"TrainingJobArn": _describe(params)["TrainingJobArn"]}
         if operation == "DescribeTrainingJob":
             return _describe(created[params["TrainingJobName"]])
-        if operation == "ListBuckets":  # the SDK's default bucket exists
-            bucket = {"Name": f"sagemaker-us-east-1-{ACCOUNT}", "CreationDate": datetime.datetime(2024, 1, 1)}
+        if operation == "ListBuckets":  # the SDK's default bucket in the session's region exists
+            bucket = {"Name": f"sagemaker-{region}-{ACCOUNT}", "CreationDate": datetime.datetime(2024, 1, 1)}
             return {"Buckets": [bucket]}
         if operation == "ListObjectsV2":
             return {"KeyCount": 0, "Contents": []}
@@ -113,16 +124,18 @@ def skip_waiting() -> None:
 
 def main(readme: str, tag: str, out_dir: str) -> None:
     out = Path(out_dir)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        os.environ.pop(name, None)  # the README's code says its region itself
     os.environ.update(
-        AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-        SAGEMAKER_SUPPRESS_V2_WARNING="1",
+        AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true",
+        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", SAGEMAKER_SUPPRESS_V2_WARNING="1",
     )  # fmt: skip
     calls = fake_aws(out)
     skip_waiting()
     cells = blocks(Path(readme).read_text(), tag)
     if not cells:
         raise SystemExit(f"no ```python {tag} blocks in {readme}")
-    namespace: dict[str, Any] = {"role": f"arn:aws:iam::{ACCOUNT}:role/SageMaker", "bucket": "my-bucket"}
+    namespace: dict[str, Any] = {"__name__": "__main__"}  # a notebook's: nothing defined beforehand
     for number, code in enumerate(cells, 1):
         exec(compile(code, f"<{tag} block {number}>", "exec"), namespace)
     (out / "calls.json").write_text(json.dumps(calls, default=str, indent=1))

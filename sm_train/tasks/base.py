@@ -137,8 +137,12 @@ def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hy
     )
 
 
+SHOWN_ROWS = 5  # the empty values' row numbers a message names
+
+
 def require_columns(raw: DatasetDict, columns: Iterable[str], reference: str) -> None:
-    """Every split has the columns found in the reference split, with no empty values in them."""
+    """Every split has the columns found in the reference split, with no empty values in them (the first rows that
+    have one are named, counting from 0 as the split was read)."""
     for where, split in raw.items():
         for column in columns:
             if column not in split.column_names:
@@ -148,8 +152,14 @@ def require_columns(raw: DatasetDict, columns: Iterable[str], reference: str) ->
                 )
             nulls = null_count(split, column)
             if nulls:
+                rows = np.flatnonzero(pc.is_null(arrow_column(split, column)).to_numpy(zero_copy_only=False))
+                shown = ", ".join(str(row) for row in rows[:SHOWN_ROWS]) + (
+                    f" and {nulls - SHOWN_ROWS} more" if nulls > SHOWN_ROWS else ""
+                )
                 raise DataError(
-                    f"Column {column!r} of the {where} data has {nulls} empty values; fill or drop those rows."
+                    f"Column {column!r} of the {where} data has {nulls} empty value{'s' * (nulls > 1)} "
+                    f"(row{'s' * (nulls > 1)} {shown}, counting from 0); fill or drop "
+                    f"{'those rows' if nulls > 1 else 'that row'}."
                 )
 
 

@@ -1,5 +1,6 @@
 """The container entry: `python -m sm_train train` on an /opt/ml tree with no toolkit (what docker/Dockerfile runs),
-script mode's hand-over to the toolkit, and docker/run_local.sh up to `docker run` itself (no Docker engine here)."""
+script mode's hand-over to the toolkit, the build context either builder sends, and docker/run_local.sh up to
+`docker run` itself (no Docker engine here: a stand-in records what it was given)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests import tiny
 from tests.jobs import REPO, assert_fails, make_tree, run_module, toolkit_env, write_rows
+from tests.unit.test_local import snapshot
 
 DOCKER = REPO / "docker"
 CONTAINER_ARGV = ["train"]  # what SageMaker passes to the image, and what run_module passes to `python -m sm_train`
@@ -73,23 +75,43 @@ def test_script_mode_in_the_image_hands_over_to_the_toolkit(tmp_path, tiny_encod
     assert "Invoking user script" in log and (job.model_dir / "model.safetensors").is_file()
 
 
-def run_script(tmp_path: Path, *argv: str, **environ: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """docker/run_local.sh with a stand-in docker that records its arguments, one per line."""
+RECORDER = """#!/bin/sh
+printf "%s\\n" "$@" > "$RECORDED/args"
+tree="" previous=""
+for arg in "$@"; do
+  if [ "$previous" = -v ]; then case $arg in *:/opt/ml) tree=${arg%:/opt/ml} ;; esac; fi
+  previous=$arg
+done
+rm -rf "$RECORDED/config" && cp -r "$tree/input/config" "$RECORDED/config"
+"""
+
+
+def run_script(tmp_path: Path, *argv: str, cwd: Path | None = None, job: str = "", **environ: str
+               ) -> tuple[subprocess.CompletedProcess, list[str]]:  # fmt: skip
+    """docker/run_local.sh with a stand-in docker that records its arguments, one per line, and the job's config
+    files as the container would see them (tmp_path/config), then runs `job` (shell, $tree: the /opt/ml mounted)."""
     recorder = tmp_path / "docker"
-    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "args"}\n')
+    recorder.write_text(RECORDER + job + "\n")
     recorder.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"} | {"DOCKER": str(recorder), **environ}
+    (tmp_path / "args").unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env |= {"DOCKER": str(recorder), "RECORDED": str(tmp_path), **environ}
     done = subprocess.run(["bash", str(DOCKER / "run_local.sh"), *argv], env=env, capture_output=True, text=True,
-                          cwd=tmp_path, timeout=60)  # fmt: skip
+                          cwd=cwd or tmp_path, timeout=60)  # fmt: skip
     args = (tmp_path / "args").read_text().splitlines() if (tmp_path / "args").exists() else []
     return done, args
+
+
+def seen(tmp_path: Path, name: str = "hyperparameters") -> dict:
+    """A config file as the container saw it in the last run."""
+    return json.loads((tmp_path / "config" / f"{name}.json").read_text())
 
 
 def test_run_local_builds_the_tree_and_the_docker_command(tmp_path) -> None:
     (tmp_path / "my data" / "train").mkdir(parents=True)
     root = tmp_path / "tree"
     (root / "output").mkdir(parents=True)
-    (root / "output" / "failure").write_text("an earlier run's")
+    (root / "output" / "failure").write_text("an earlier run's")  # an earlier failed run's, in an unmarked tree
     done, args = run_script(
         tmp_path, "--root", "tree", "--gpus", "--image", "me/sm-train:1", "--channel", "train=my data/train",
         "--", "--model_name_or_path", 'bert "x"', "--learning_rate", "5e-5", "--fp16", "--epochs=2",
@@ -114,14 +136,122 @@ def test_run_local_builds_the_tree_and_the_docker_command(tmp_path) -> None:
 
 
 def test_run_local_check_without_gpus_as_the_image_user(tmp_path) -> None:
+    """Without --root, --check makes no tree: the job's files are in a temporary folder, removed at the end."""
     (tmp_path / "ck").mkdir()
     done, args = run_script(tmp_path, "--check", "--checkpoints", "ck", "--", "--epochs", "1", DOCKER_USER="",
-                            HF_TOKEN="hf_x")  # fmt: skip
+                            HF_TOKEN="hf_x", HOME=str(tmp_path / "home"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert args[-2:] == ["sm-train", "check"] and "--gpus" not in args and "--user" not in args
     assert f"{tmp_path / 'ck'}:/opt/ml/checkpoints" in args and "HF_TOKEN" in args  # the token's name, not its value
-    root = next((tmp_path / ".sm_train").iterdir())
-    assert json.loads((root / "input" / "config" / "hyperparameters.json").read_text()) == {"epochs": "1"}
+    assert seen(tmp_path) == {"epochs": "1"}
+    temporary = args[args.index("-v") + 1].removesuffix(":/opt/ml")
+    assert not Path(temporary).exists() and not (tmp_path / "home").exists()
+
+
+def tree_run(tmp_path: Path, *argv: str, job: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    done, args = run_script(tmp_path, "--root", "tree", *argv, job=job)
+    assert done.returncode == (1 if "exit 1" in job else 0), done.stderr
+    return done, args
+
+
+def test_run_local_reruns_keep_the_trees_settings(tmp_path) -> None:
+    for name in ("train", "val", "other"):
+        (tmp_path / name).mkdir()
+    tree_run(tmp_path, "--channel", "train=train", "--channel", "validation=val", "--checkpoints", "ck", "--",
+             "--model_name_or_path", "bert", "--epochs", "1", "--learning_rate", "3e-5")  # fmt: skip
+    mounts = [
+        f"{tmp_path / 'train'}:/opt/ml/input/data/train:ro",
+        f"{tmp_path / 'val'}:/opt/ml/input/data/validation:ro",
+        f"{tmp_path / 'ck'}:/opt/ml/checkpoints",
+    ]
+    _, args = tree_run(tmp_path)  # a bare rerun: the tree as it is
+    assert all(mount in args for mount in mounts)
+    assert seen(tmp_path) == {"model_name_or_path": "bert", "epochs": "1", "learning_rate": "3e-5"}
+    _, args = tree_run(tmp_path, "--", "--epochs", "3")  # one value changed, the rest kept
+    assert all(mount in args for mount in mounts)
+    assert seen(tmp_path) == {"model_name_or_path": "bert", "epochs": "3", "learning_rate": "3e-5"}
+    assert set(seen(tmp_path, "inputdataconfig")) == {"train", "validation"}
+    _, args = tree_run(tmp_path, "--channel", "train=other", "--channel", "validation=null", "--",
+                       "--learning-rate", "null", "--fp16")  # fmt: skip
+    assert f"{tmp_path / 'other'}:/opt/ml/input/data/train:ro" in args and "validation" not in " ".join(args)
+    assert seen(tmp_path) == {"model_name_or_path": "bert", "epochs": "3", "fp16": "true"}
+    assert list(seen(tmp_path, "inputdataconfig")) == ["train"]
+    assert sorted(p.name for p in (tmp_path / "tree" / "input" / "data").iterdir()) == ["train"]
+    assert f"{tmp_path / 'ck'}:/opt/ml/checkpoints" in args  # the checkpoint dir given once is kept
+
+
+FAILS = 'echo "Not resuming from /opt/ml/checkpoints/checkpoint-4: ..." > "$tree/output/failure"; exit 1'
+
+
+def test_run_local_keeps_the_earlier_model_when_a_rerun_writes_none_and_check_changes_nothing(tmp_path) -> None:
+    (tmp_path / "train").mkdir()
+    writes_model = 'echo "{}" > "$tree/model/all_results.json"; echo weights > "$tree/model/model.safetensors"'
+    tree_run(tmp_path, "--channel", "train=train", "--", "--epochs", "1", job=writes_model)
+    root = tmp_path / "tree"
+    (root / "checkpoints" / "checkpoint-4").mkdir()
+    finished = snapshot(root)
+    done, args = tree_run(tmp_path, "--check", "--", "--learning_rate", "1e-3")
+    assert snapshot(root) == finished and args[-1] == "check"  # byte for byte, whatever the check was given
+    assert seen(tmp_path) == {"epochs": "1", "learning_rate": "1e-3"}
+    assert {f"{root / name}:/opt/ml/{name}" for name in ("model", "output", "checkpoints")} <= set(args)
+
+    done, _ = tree_run(tmp_path, "--", "--learning_rate", "1e-3", job=FAILS)
+    assert {
+        k: v for k, v in snapshot(root).items() if not k.startswith(("input", ".sm_train-", "output/failure"))
+    } == {
+        k: v for k, v in finished.items() if not k.startswith(("input", ".sm_train-"))
+    }  # the model and outputs as they were
+    assert (root / "output" / "failure").read_text().startswith("Not resuming from")
+    assert "the earlier run's: this run wrote no model" in done.stderr and "failure: Not resuming from" in done.stderr
+    assert f"run again (resumes from its checkpoints): docker/run_local.sh --root {root}" in done.stderr
+    done, _ = tree_run(tmp_path, "--", "--learning_rate", "null", job=writes_model.replace("weights", "new weights"))
+    assert (root / "model" / "model.safetensors").read_text() == "new weights\n"
+    assert not (root / "output" / "failure").exists() and not (root / ".sm_train-previous").exists()
+
+
+def test_run_local_trees_go_outside_the_clone(tmp_path) -> None:
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    done, args = run_script(tmp_path, "--", "--epochs", "1", cwd=clone, HOME=str(tmp_path / "home"),
+                            XDG_CACHE_HOME="")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [root] = (tmp_path / "home" / ".cache" / "sm_train" / "runs").iterdir()
+    assert f"{root}:/opt/ml" in args and list(clone.iterdir()) == []
+    run_script(tmp_path, "--", "--epochs", "1", cwd=clone, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert len(list((tmp_path / "cache" / "sm_train" / "runs").iterdir())) == 1 and list(clone.iterdir()) == []
+
+
+def ignored(patterns: list[str], path: str) -> bool:
+    """Whether a build context leaves out `path` (relative, '/'-separated), by .dockerignore's rules for these
+    patterns: the last pattern matching the path or a folder above it decides; '!' keeps; '**' any folders."""
+    verdict = False
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        body = re.escape(pattern.lstrip("!")).replace(r"\*\*/", "(.*/)?").replace(r"\*", "[^/]*")
+        parts = path.split("/")
+        if any(re.fullmatch(body, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            verdict = not keep
+    return verdict
+
+
+def dockerignore(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_either_builder_sends_a_small_context() -> None:
+    """The legacy builder reads only the root .dockerignore, BuildKit docker/Dockerfile.dockerignore: the same
+    patterns, which keep what the Dockerfile copies and leave out .git, venvs, caches and local runs."""
+    patterns = dockerignore(REPO / ".dockerignore")
+    assert patterns == dockerignore(DOCKER / "Dockerfile.dockerignore")
+    copied = [s for line in (DOCKER / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
+              for s in line.split()[1:-1]]  # fmt: skip
+    assert copied == ["pyproject.toml", "README.md", "sm_train", "scripts"]
+    for path in ["pyproject.toml", "README.md", "sm_train/cli.py", "sm_train/tasks/base.py", "scripts/train.py"]:
+        assert not ignored(patterns, path), path
+    for path in [".git/HEAD", ".venv/bin/python", ".venv-tf4/pyvenv.cfg", ".sm_train/20250101-120000/model/x",
+                 "bench.json", "tests/unit/test_cli.py", "sm_train/__pycache__/cli.cpython-311.pyc", ".demo/dl/x",
+                 "sm_train.egg-info/PKG-INFO", ".pytest_cache/v/x", "scripts/.sm_train/run/model/x"]:  # fmt: skip
+        assert ignored(patterns, path), path
 
 
 @pytest.mark.parametrize(

@@ -219,3 +219,16 @@ def test_early_stopping_patience_survives_a_restart(tmp_path, monkeypatch, tiny_
     assert last_step(resumed) == 8
     # The best checkpoint (step 2), whose model is the one saved, survived rotation.
     assert (resumed.root / "checkpoints" / "checkpoint-2").is_dir()
+
+
+def test_the_saved_configuration_says_the_job_trained_and_evaluated(tmp_path, monkeypatch, tiny_encoder) -> None:
+    """do_train/do_eval left unset and the final evaluation outside eval_strategy: the record says what ran."""
+    hps = {"model_name_or_path": str(tiny_encoder), "eval_strategy": "steps", "eval_steps": 2, **FAST}
+    job = run(tmp_path, monkeypatch, hps, channels(tmp_path, ROWS, ROWS[:8]))
+    assert job.returncode == 0, job.failure
+    written = json.loads((job.output_data_dir / "sm_train_config.json").read_text())
+    assert written["ran"] == {"trained": True, "evaluated": "every 2 steps and at the end",
+                              "rows": {"train": 24, "eval": 8}}  # fmt: skip
+    training = written["training_args"]
+    assert training["do_train"] is True and training["do_eval"] is True and training["eval_strategy"] == "steps"
+    assert training["hub_token"] is None and "***" not in json.dumps(written)  # nothing secret was given

@@ -1,5 +1,5 @@
-"""metric-definitions and hyperparameters where only Python is installed (a notebook with the SageMaker SDK), from
-any directory. The SDK venvs run scripts/metric_definitions.py too: the README's blocks call it
+"""metric-definitions, hyperparameters and every command's help where only Python is installed (a notebook with the
+SageMaker SDK), from any directory. The SDK venvs run scripts/metric_definitions.py too: the README's blocks call it
 (test_readme_examples.py)."""
 
 from __future__ import annotations
@@ -58,3 +58,28 @@ def test_a_wrong_task_fails_with_the_tasks_to_choose_from(bare_python: Path, tmp
     done = run(bare_python, [str(REPO / "scripts" / "metric_definitions.py"), "--task", "translation"], tmp_path)
     assert done.returncode == 2 and not done.stdout
     assert "Unknown task 'translation'. Supported tasks: text-classification, question-answering" in done.stderr
+
+
+def test_help_of_every_command_with_only_python(bare_python: Path, tmp_path: Path) -> None:
+    """Help needs no torch, transformers or datasets, starts nothing and writes nothing (run from a fresh HOME)."""
+    from sm_train.usage import SUMMARIES
+
+    opt_ml = Path("/opt/ml").exists()
+    listed = run(bare_python, ["-m", "sm_train", "--help"], tmp_path, PYTHONPATH=str(REPO), HOME=str(tmp_path))
+    assert listed.returncode == 0 and not listed.stderr, listed.stderr
+    assert all(f"  {command} " in listed.stdout for command in SUMMARIES)
+    for command in SUMMARIES:
+        done = run(bare_python, ["-m", "sm_train", command, "-h"], tmp_path, PYTHONPATH=str(REPO), HOME=str(tmp_path))
+        assert done.returncode == 0 and not done.stderr, (command, done.stderr)
+        assert done.stdout.startswith(f"usage: python -m sm_train {command}")
+    assert not list(tmp_path.iterdir()) and Path("/opt/ml").exists() is opt_ml
+
+
+@pytest.mark.skipif(Path("/opt/ml/input/config").is_dir(), reason="this machine is a SageMaker job tree")
+def test_train_outside_a_job_tree_with_only_python(bare_python: Path, tmp_path: Path) -> None:
+    """One line and exit code 2 before anything heavy is imported; no /opt/ml/output/failure on a user's machine."""
+    opt_ml = Path("/opt/ml").exists()
+    done = run(bare_python, ["-m", "sm_train", "train"], tmp_path, PYTHONPATH=str(REPO), HOME=str(tmp_path))
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("sm_train train: not inside a SageMaker job")
+    assert not list(tmp_path.iterdir()) and Path("/opt/ml").exists() is opt_ml

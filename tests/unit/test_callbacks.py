@@ -1,8 +1,10 @@
-"""callbacks.py: metric lines written whole by rank 0, and no host work per training step (#9)."""
+"""callbacks.py and progress.py: metric lines written whole by rank 0, progress a person can follow, and no host
+work per training step (#9)."""
 
 from __future__ import annotations
 
 import io
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -15,6 +17,8 @@ from transformers.trainer_callback import CallbackHandler
 
 from sm_train import collective
 from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, SaveOrStop
+from sm_train.progress import Facts, Progress, QuietBar, duration, progress_due
+from sm_train.progress import callbacks as progress_callbacks
 
 
 class CountingStream(io.StringIO):
@@ -339,3 +343,173 @@ def test_after_a_signal_repeated_ones_are_ignored_to_the_end() -> None:
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+# --- progress a person can follow (progress.py) -------------------------------------------------------------------
+
+
+def test_a_progress_line_waits_for_both_the_interval_and_one_percent_of_the_steps() -> None:
+    # Fast steps: 1 % of the steps (100 of 10,000) comes first, the interval decides.
+    assert not progress_due(steps=500, seconds=29.9, total_steps=10_000, interval=30)
+    assert progress_due(steps=500, seconds=30, total_steps=10_000, interval=30)
+    # Slow steps: the interval comes first, 1 % of the steps decides.
+    assert not progress_due(steps=99, seconds=3600, total_steps=10_000, interval=30)
+    assert progress_due(steps=100, seconds=3600, total_steps=10_000, interval=30)
+    # A short run: at least one step apart.
+    assert progress_due(steps=1, seconds=0, total_steps=10, interval=0)
+    assert not progress_due(steps=0, seconds=99, total_steps=0, interval=0)
+
+
+def test_durations_read_as_a_person_writes_them() -> None:
+    assert [duration(s) for s in (0, 42.4, 130, 3599.6, 7500)] == ["0s", "42s", "2m10s", "1h00m", "2h05m"]
+
+
+class FakeTrainer:
+    """What Progress.attach uses of a Trainer: the method Trainer hands its loss accumulator to after each step."""
+
+    def __init__(self, args: TrainingArguments, state: TrainerState) -> None:
+        self.args, self.state, self.handed_over = args, state, 0
+
+    def _maybe_log_save_evaluate(self, tr_loss: torch.Tensor, *rest: object, **kwargs: object) -> None:
+        self.handed_over += 1
+
+
+def watch(
+    args: TrainingArguments, state: TrainerState, clock: Clock, *, follow_logs: bool = False
+) -> tuple[Progress, FakeTrainer]:
+    callback = Progress(Facts({"train": 800, "eval": 80}, hosts=1, keep=2), follow_logs=follow_logs)
+    callback.clock = clock
+    trainer = FakeTrainer(args, state)
+    callback.attach(trainer)
+    return callback, trainer
+
+
+def train_steps(callback: Progress, trainer: FakeTrainer, clock: Clock, count: int, loss: torch.Tensor) -> None:
+    """Trainer's order after each optimizer step: on_step_end, then the loss handed over."""
+    for _ in range(count):
+        clock.now += 1.0
+        trainer.state.global_step += 1
+        trainer.state.epoch = trainer.state.global_step / 100
+        callback.on_step_end(trainer.args, trainer.state, TrainerControl())
+        trainer._maybe_log_save_evaluate(loss, None, None, None, 0, None, 0.0)
+
+
+@pytest.fixture
+def no_bar(tmp_path) -> TrainingArguments:
+    return TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=True)
+
+
+def test_the_progress_line_says_step_epoch_loss_speed_elapsed_and_eta(no_bar, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(Progress, "INTERVAL_SECONDS", 30.0)
+    clock = Clock()
+    state = TrainerState(max_steps=200, num_train_epochs=2, train_batch_size=8)
+    callback, trainer = watch(no_bar, state, clock)
+    with caplog.at_level(logging.INFO, logger="sm_train.progress"):
+        callback.on_train_begin(no_bar, state, TrainerControl())
+        train_steps(callback, trainer, clock, 29, torch.tensor(29 * 0.5))
+        assert not [r for r in caplog.messages if r.startswith("step ")]  # 29 s: not yet
+        train_steps(callback, trainer, clock, 1, torch.tensor(30 * 0.5))  # Trainer's sum over the 30 steps
+    lines = [r for r in caplog.messages if r.startswith("step ")]
+    # 1 s per step of 8 rows; the pace is measured after the first step.
+    assert lines == ["step 30/200 (15%), epoch 0.30, loss 0.5, 8.0 samples/s, elapsed 30s, ETA 2m50s"]
+    assert caplog.messages[:6] == [
+        "training: 200 optimizer steps in 2 epochs",
+        "data: train 800 examples, eval 80 examples",
+        "global batch 8 (8 per device x 1 device x 1 accumulation step), 1 process on 1 host",
+        "device cpu, precision fp32",
+        f"checkpoints: every 500 steps to {no_bar.output_dir}, the newest 2 kept",
+        "progress: a line every 30 s and at least 1% of the steps apart",
+    ]
+    assert trainer.handed_over == 30  # Trainer's own method still runs every step
+
+
+def test_the_loss_is_the_mean_since_trainers_last_log(no_bar, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(Progress, "INTERVAL_SECONDS", 10.0)
+    clock = Clock()
+    state = TrainerState(max_steps=100, num_train_epochs=1, train_batch_size=8)
+    callback, trainer = watch(no_bar, state, clock)
+    callback.on_train_begin(no_bar, state, TrainerControl())
+    train_steps(callback, trainer, clock, 4, torch.tensor(0.0))
+    state.log_history.append({"loss": 2.0, "step": 4})
+    callback.on_log(no_bar, state, TrainerControl(), logs={"loss": 2.0})  # Trainer logged and restarted its sum
+    with caplog.at_level(logging.INFO, logger="sm_train.progress"):
+        train_steps(callback, trainer, clock, 6, torch.tensor(6 * 0.25))
+    assert "loss 0.25," in caplog.messages[-1] and caplog.messages[-1].startswith("step 10/100")
+
+
+def test_resumed_runs_say_where_they_resume(no_bar, caplog) -> None:
+    state = TrainerState(max_steps=100, num_train_epochs=1, train_batch_size=8, global_step=40)
+    callback, _ = watch(no_bar, state, Clock())
+    with caplog.at_level(logging.INFO, logger="sm_train.progress"):
+        callback.on_train_begin(no_bar, state, TrainerControl())
+    assert caplog.messages[0] == "training: 100 optimizer steps in 1 epoch, resuming at step 40 (60 left)"
+
+
+def test_with_logging_steps_set_trainers_logs_are_the_cadence(no_bar, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(Progress, "INTERVAL_SECONDS", 0.0)
+    clock = Clock()
+    state = TrainerState(max_steps=100, num_train_epochs=1, train_batch_size=8)
+    callback, trainer = watch(no_bar, state, clock, follow_logs=True)
+    with caplog.at_level(logging.INFO, logger="sm_train.progress"):
+        callback.on_train_begin(no_bar, state, TrainerControl())
+        train_steps(callback, trainer, clock, 20, torch.tensor(1.0))
+        assert not [r for r in caplog.messages if r.startswith("step ")]
+        callback.on_log(no_bar, state, TrainerControl(), logs={"loss": 0.75, "learning_rate": 1e-5})
+        callback.on_log(no_bar, state, TrainerControl(), logs={"eval_loss": 0.5})
+    assert [r for r in caplog.messages if r.startswith("step ")] == [
+        "step 20/100 (20%), epoch 0.20, loss 0.75, 8.0 samples/s, elapsed 20s, ETA 1m20s"
+    ]
+    assert [type(cb) for cb in progress_callbacks(no_bar, Facts({}), ())] == [Progress]  # no bar, no quiet bar
+    assert progress_callbacks(no_bar, Facts({}), {"logging_steps"})[-1].follow_logs
+    assert not progress_callbacks(no_bar, Facts({}), {"learning_rate"})[-1].follow_logs
+
+
+def test_progress_lines_come_from_rank_zero_only(no_bar, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(Progress, "INTERVAL_SECONDS", 0.0)
+    clock = Clock()
+    state = TrainerState(max_steps=10, train_batch_size=8, is_world_process_zero=False)
+    callback, trainer = watch(no_bar, state, clock)
+    with caplog.at_level(logging.INFO, logger="sm_train.progress"):
+        callback.on_train_begin(no_bar, state, TrainerControl())
+        train_steps(callback, trainer, clock, 10, torch.tensor(1.0))
+    assert caplog.messages == []
+
+
+def test_on_a_terminal_the_bar_shows_progress_and_no_line_is_printed(tmp_path, caplog, monkeypatch) -> None:
+    monkeypatch.setattr(Progress, "INTERVAL_SECONDS", 0.0)
+    terminal = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=False)
+    clock = Clock()
+    state = TrainerState(max_steps=10, train_batch_size=8)
+    callback, trainer = watch(terminal, state, clock)
+    with caplog.at_level(logging.INFO, logger="sm_train.progress"):
+        callback.on_train_begin(terminal, state, TrainerControl())
+        train_steps(callback, trainer, clock, 10, torch.tensor(1.0))
+    assert caplog.messages[0].startswith("training: 10 optimizer steps")  # the summary, once
+    assert not [r for r in caplog.messages if r.startswith(("step ", "progress:"))]
+    registered = progress_callbacks(terminal, Facts({}), ())
+    assert [type(cb) for cb in registered] == [Progress, QuietBar]
+
+
+def test_the_quiet_bar_prints_no_log_dict(tmp_path, capsys) -> None:
+    bar = QuietBar()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], disable_tqdm=False)
+    state = TrainerState(max_steps=4)
+    bar.on_train_begin(args, state, TrainerControl())
+    bar.on_step_end(args, TrainerState(max_steps=4, global_step=1), TrainerControl())
+    bar.on_log(args, state, TrainerControl(), logs={"loss": 0.5, "learning_rate": 5e-05})
+    bar.on_train_end(args, state, TrainerControl())
+    captured = capsys.readouterr()
+    assert "loss" not in captured.out + captured.err and "1/4" in captured.err
+
+
+def test_progress_reads_the_loss_only_when_it_writes_a_line(monkeypatch, no_bar) -> None:
+    """Per step a clock read; the loss accumulator is read (one device sync) only for a line."""
+    monkeypatch.setattr(Progress, "INTERVAL_SECONDS", 30.0)
+    loss = torch.tensor(1.0)
+    counter = Counter(monkeypatch)
+    clock = Clock()
+    state = TrainerState(max_steps=100_000, train_batch_size=8)
+    callback, trainer = watch(no_bar, state, clock)
+    callback.on_train_begin(no_bar, state, TrainerControl())
+    train_steps(callback, trainer, clock, 1000, loss)  # 1 s per step: 1 % of the steps (1000) apart
+    assert counter.calls == {"item": 1}

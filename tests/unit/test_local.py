@@ -1,6 +1,7 @@
 """local.py and local_tree.py: the command line of `local`/`check`, the /opt/ml tree they build (read back by env.py
-as a job reads it), which folders may be a tree (marked as sm_train's, or empty; never a user's folder), the child's
-environment, and the container entry's hand-over to the toolkit in script mode."""
+as a job reads it) and how a rerun changes it, which folders may be a tree (marked as sm_train's, or empty; never a
+user's folder), where trees go by default (outside the clone), the child's environment, the end summary, and the
+container entry's hand-over to the toolkit in script mode."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sm_train import local, local_tree
+from sm_train import local, local_rerun, local_tree
 from sm_train.config import parse
 from sm_train.env import from_environ
 from sm_train.errors import UserError
+from tests.unit.test_checkpoint import make as make_checkpoint
 
 
 def request(tmp_path: Path, *hyperparameters: str, **extra: str) -> local.Request:
@@ -48,16 +50,56 @@ def test_the_tree_reads_back_as_a_job_with_raw_string_hyperparameters(tmp_path) 
     )
 
 
-def test_a_second_run_replaces_only_what_it_gives(tmp_path) -> None:
-    root = local.prepare_tree(request(tmp_path, "--epochs", "1", root=str(tmp_path / "tree")), "local")
-    again = local.parse_request(["--root", str(root), "--checkpoints", str(tmp_path / "ck"), "--", "--epochs", "3"],
-                                "local")  # fmt: skip
-    local.prepare_tree(again, "local")
-    env = from_environ({"SAGEMAKER_BASE_DIR": str(root)})
-    assert env.hyperparameters == {"epochs": "3"} and set(env.channels) == {"train", "validation"}
+def rerun(root: Path, *argv: str) -> dict:
+    """`local --root ROOT ARGV` up to the job, and the tree's settings as the job reads them."""
+    local.prepare_tree(local.parse_request(["--root", str(root), *argv], "local"), "local")
+    return from_environ({"SAGEMAKER_BASE_DIR": str(root)})
+
+
+def test_a_rerun_changes_only_what_it_gives(tmp_path) -> None:
+    asked = request(tmp_path, "--model_name_or_path", "bert", "--epochs", "1", "--learning_rate", "3e-5",
+                    "--max-steps", "8", root=str(tmp_path / "tree"))  # fmt: skip
+    root = local.prepare_tree(asked, "local")
+    env = rerun(root, "--checkpoints", str(tmp_path / "ck"), "--", "--epochs", "3", "--max_steps", "10")
+    # One value changed; the others, the channels and (until given) the checkpoint dir kept. A name replaces the one
+    # spelt alike (max-steps, max_steps).
+    assert env.hyperparameters == {"model_name_or_path": "bert", "epochs": "3", "learning_rate": "3e-5",
+                                   "max_steps": "10"}  # fmt: skip
+    assert set(env.channels) == {"train", "validation"} and env.checkpoint_dir == tmp_path / "ck"
+    assert (env.channels["validation"] / "val.csv").resolve() == tmp_path / "val.csv"
+    assert rerun(root) == env  # a bare rerun: the tree as it is, the checkpoint dir given before included
+    assert rerun(root, "--", "--epochs", "3") == env
+
+    # null removes a hyperparameter (its default applies again) or a channel.
+    (tmp_path / "other").mkdir()
+    env = rerun(root, "--channel", f"train={tmp_path / 'other'}", "--channel", "validation=null", "--",
+                "--learning_rate", "null")  # fmt: skip
+    assert env.hyperparameters == {"model_name_or_path": "bert", "epochs": "3", "max_steps": "10"}
+    assert set(env.channels) == {"train"} and env.channels["train"].resolve() == tmp_path / "other"
+    assert sorted(p.name for p in (root / "input" / "data").iterdir()) == ["train"]
     assert env.checkpoint_dir == tmp_path / "ck"
-    local.prepare_tree(local.parse_request(["--root", str(root)], "local"), "local")  # as it is: nothing changes
-    assert from_environ({"SAGEMAKER_BASE_DIR": str(root)}) == env
+    assert rerun(root, "--", "--fp16").hyperparameters["fp16"] == "true"
+
+
+def test_channels_are_recorded_and_run_local_trees_are_relinked(tmp_path) -> None:
+    """docker/run_local.sh leaves empty mount points in input/data and records the folders in .sm_train-channels/:
+    `local` links them again. A mount point whose folder is not recorded is a usage error naming the channel."""
+    root = local.prepare_tree(request(tmp_path, "--epochs", "1", root=str(tmp_path / "tree")), "local")
+    record = root / local_tree.CHANNELS
+    assert {p.name: p.readlink() for p in record.iterdir()} == {"train": tmp_path / "train",
+                                                                "validation": tmp_path / "val.csv"}  # fmt: skip
+    for link in (root / "input" / "data").iterdir():  # as run_local.sh leaves them: mount points
+        link.unlink() if link.is_symlink() else (next(link.iterdir()).unlink(), None)
+        link.mkdir(exist_ok=True)
+    env = rerun(root)
+    assert env.channels["train"].resolve() == tmp_path / "train"
+    assert (env.channels["validation"] / "val.csv").resolve() == tmp_path / "val.csv"
+    (root / "input" / "data" / "train").unlink()
+    (root / "input" / "data" / "train").mkdir()
+    (record / "train").unlink()
+    with pytest.raises(UserError, match="does not record where channel train comes from .* --channel train=PATH"):
+        rerun(root)
+    assert rerun(root, "--channel", f"train={tmp_path / 'train'}").channels["train"].resolve() == tmp_path / "train"
 
 
 @pytest.mark.parametrize(
@@ -73,6 +115,7 @@ def test_a_second_run_replaces_only_what_it_gives(tmp_path) -> None:
         (["--channel", ".=."], "'.' is not a channel name"),
         (["--channel", ".cache=."], "'.cache' is not a channel name"),
         (["--channel", "=."], "--channel takes NAME=PATH"),
+        (["--channel", "train="], "--channel takes NAME=PATH"),
     ],
 )
 def test_usage_errors(argv, says) -> None:
@@ -234,7 +277,9 @@ def at_start(seen: dict[str, list[str]]):  # noqa: ANN201 - a run_child stand-in
     return child
 
 
-def test_a_marked_tree_is_reused_with_model_and_output_emptied_and_checkpoints_kept(tmp_path, monkeypatch) -> None:
+def test_a_marked_tree_is_reused_with_model_and_output_empty_at_start_and_checkpoints_kept(
+    tmp_path, monkeypatch
+) -> None:
     seen: dict[str, list[str]] = {}
     monkeypatch.setattr(local, "run_child", at_start(seen))
     root = local.prepare_tree(request(tmp_path, "--epochs", "1", root=str(tmp_path / "tree")), "local")
@@ -249,6 +294,7 @@ def test_a_marked_tree_is_reused_with_model_and_output_emptied_and_checkpoints_k
         "checkpoints": ["checkpoint-2", "checkpoint-2/trainer_state.json"],
     }
     assert from_environ({"SAGEMAKER_BASE_DIR": str(root)}).hyperparameters == {"epochs": "1"}
+    assert not (root / local_rerun.PREVIOUS).exists()  # the run succeeded: the earlier model and outputs are gone
 
 
 @pytest.mark.parametrize("finished", [True, False], ids=["after a finished run", "after a failed run"])
@@ -262,9 +308,120 @@ def test_a_tree_an_earlier_version_made_is_reused_and_marked(tmp_path, monkeypat
     assert local_tree.is_marked(root)
 
 
-def test_rotation_happens_only_in_a_marked_tree(tmp_path) -> None:
+def test_model_and_output_are_set_aside_only_in_a_marked_tree(tmp_path) -> None:
     folder = users_project(tmp_path / "project")
     before = snapshot(folder)
     with pytest.raises(UserError, match="is not a tree sm_train made"):
-        local_tree.rotate(folder)
+        local_rerun.set_aside(folder)
     assert snapshot(folder) == before
+
+
+def finished_tree(tmp_path: Path) -> Path:
+    """A tree after a finished run: a model, its outputs and a checkpoint."""
+    root = local.prepare_tree(request(tmp_path, "--epochs", "1", "--lr", "3e-5", root=str(tmp_path / "tree")), "local")
+    for name in ("model/model.safetensors", "model/all_results.json", "output/data/all_results.json"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"{name} of the earlier run")
+    make_checkpoint(root / "checkpoints", 2)
+    return root
+
+
+def test_check_never_changes_an_existing_tree(tmp_path) -> None:
+    """`check --root TREE` with or without settings given: the tree stays byte for byte as it was; with settings,
+    the job checked is a temporary view of the tree with them (its own model, output and checkpoint dirs)."""
+    root = finished_tree(tmp_path)
+    before = snapshot(root)
+    assert local.prepare_tree(local.parse_request(["--root", str(root)], "check"), "check") == root
+    (tmp_path / "other").mkdir()
+    asked = local.parse_request(["--root", str(root), "--channel", f"validation={tmp_path / 'other'}", "--",
+                                 "--lr", "null", "--max_steps", "4"], "check")  # fmt: skip
+    view = local.prepare_tree(asked, "check")
+    assert snapshot(root) == before and view != root and not view.is_relative_to(root)
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(view)})
+    assert env.hyperparameters == {"epochs": "1", "max_steps": "4"}
+    assert env.channels["train"].resolve() == tmp_path / "train"
+    assert env.channels["validation"].resolve() == tmp_path / "other"
+    assert env.checkpoint_dir == root / "checkpoints"
+    assert env.model_dir.resolve() == root / "model" and env.output_data_dir.resolve() == root / "output" / "data"
+
+
+def test_trees_go_outside_the_clone_by_default(tmp_path, monkeypatch) -> None:
+    """Without --root: ${XDG_CACHE_HOME:-~/.cache}/sm_train/runs/<timestamp>, never the working directory (the clone
+    users upload as source_dir); a second tree of the same second gets its own folder."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    monkeypatch.chdir(clone)
+    monkeypatch.setattr(local, "run_child", at_start({}))
+    (tmp_path / "data").mkdir()
+    argv = ["--channel", f"train={tmp_path / 'data'}", "--", "--epochs", "1"]
+    assert local.main(argv, {"XDG_CACHE_HOME": str(tmp_path / "cache")}) == 0
+    assert local.main(argv, {"XDG_CACHE_HOME": str(tmp_path / "cache")}) == 0
+    trees = sorted((tmp_path / "cache" / "sm_train" / "runs").iterdir())
+    assert len(trees) == 2 and all(local_tree.is_marked(tree) for tree in trees)
+    assert list(clone.iterdir()) == []
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert local.default_root({"XDG_CACHE_HOME": "relative"}).parent == tmp_path / "home/.cache/sm_train/runs"
+
+
+def child(returncode: int, *written: str, saves: int | None = None):  # noqa: ANN201 - a run_child stand-in
+    """A job that writes these files into the tree (each file's text: its name), saves checkpoint-`saves`, and
+    exits returncode."""
+
+    def run(command: list[str], environ: dict[str, str]) -> int:
+        root = Path(environ["SAGEMAKER_BASE_DIR"])
+        for name in written:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(name)
+        if saves:
+            make_checkpoint(root / "checkpoints", saves)
+        return returncode
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("returncode", "written", "says"),
+    [
+        (1, ["output/failure"], "the job failed (exit 1)"),
+        (143, ["output/failure"], "the job stopped by SIGTERM (exit 143)"),
+        (-2, [], "the job stopped by SIGINT (exit -2)"),
+    ],
+    ids=["refused", "stopped after a checkpoint", "killed by Ctrl-C"],
+)
+def test_a_rerun_that_writes_no_model_keeps_the_earlier_one(tmp_path, monkeypatch, capsys, returncode, written,
+                                                            says) -> None:  # fmt: skip
+    root = finished_tree(tmp_path)
+    before = snapshot(root / "model"), snapshot(root / "output" / "data")
+    monkeypatch.setattr(local, "run_child", child(returncode, *written, saves=3 if returncode == 143 else None))
+    assert local.main(["--root", str(root), "--", "--lr", "1e-3"], {}) == returncode
+    assert (snapshot(root / "model"), snapshot(root / "output" / "data")) == before
+    assert not (root / local_rerun.PREVIOUS).exists()
+    out = capsys.readouterr().out
+    assert f"{says} in {root}" in out and "model:       " + str(root / "model") + " (the earlier run's" in out
+    if written:  # the run's failure file, beside the earlier outputs
+        label = "stopped:" if returncode == 143 else "failure:"
+        assert (root / "output" / "failure").read_text() == "output/failure"
+        assert f"  {label:<12} output/failure ({root / 'output' / 'failure'})" in out
+    newest = "checkpoint-3" if returncode == 143 else "checkpoint-2"
+    assert f"checkpoints: {root / 'checkpoints'} (newest: {newest})" in out
+    assert f"run again (resumes from {newest}): python -m sm_train local --root {root}" in out
+    assert from_environ({"SAGEMAKER_BASE_DIR": str(root)}).hyperparameters["lr"] == "1e-3"  # kept: fix or undo it
+
+
+def test_a_run_that_wrote_its_model_replaces_the_earlier_one(tmp_path, monkeypatch, capsys) -> None:
+    """A push to the Hub that failed after the model was saved: the new model and outputs are kept."""
+    root = finished_tree(tmp_path)
+    monkeypatch.setattr(local, "run_child", child(1, "model/all_results.json", "output/failure"))
+    assert local.main(["--root", str(root)], {}) == 1
+    assert sorted(snapshot(root / "model")) == ["all_results.json"]
+    assert (root / "model" / "all_results.json").read_text() == "model/all_results.json"
+    assert "the earlier run's" not in capsys.readouterr().out
+
+
+def test_without_checkpoints_the_summary_does_not_promise_a_resume(tmp_path, monkeypatch, capsys) -> None:
+    root = local.prepare_tree(request(tmp_path, "--save_strategy", "no", root=str(tmp_path / "tree")), "local")
+    monkeypatch.setattr(local, "run_child", child(0, "model/all_results.json"))
+    assert local.main(["--root", str(root)], {}) == 0
+    out = capsys.readouterr().out
+    assert f"the job finished in {root}" in out and "(none saved)" in out and "resumes" not in out
+    assert f"run again (no checkpoint was saved: it starts afresh): python -m sm_train local --root {root}" in out

@@ -94,3 +94,23 @@ def test_every_metric_of_an_evaluation_only_job_is_defined(tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert "[metric] eval_model_preparation_time = " in out
     assert_metric_lines_captured(out, "text-classification")
+
+
+def test_no_definition_reads_a_progress_or_summary_line(tmp_path) -> None:
+    """Progress lines carry a loss and speeds but no `[metric]` prefix and no `=`: SageMaker charts none of them."""
+    from transformers import TrainerState, TrainingArguments
+
+    from sm_train.progress import Facts, progress_line, summary_lines
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    state = TrainerState(max_steps=1000, num_train_epochs=3, train_batch_size=8, global_step=10)
+    lines = [
+        progress_line(120, 1000, 0.36, 0.6931, 0.25, 32, 130.0),
+        progress_line(1, 10, None, None, None, 8, 0.0),
+        *summary_lines(args, state, Facts({"train": 100, "eval": 10}, keep=2)),
+    ]
+    assert lines[0] == "step 120/1000 (12%), epoch 0.36, loss 0.6931, 128.0 samples/s, elapsed 2m10s, ETA 3m40s"
+    regexes = [re.compile(d["Regex"]) for task in TASKS for d in metric_definitions(TASKS[task].metric_names)]
+    for line in lines:
+        assert "=" not in line and "[metric]" not in line
+        assert not [r.pattern for r in [*regexes, *map(re.compile, SEED_REGEXES.values())] if r.search(line)]

@@ -31,14 +31,53 @@ def test_good_input_passes_without_training(tmp_path, tiny_encoder, capsys) -> N
     hps = ["--model_name_or_path", str(tiny_encoder), "--max_seq_length", "8", "--hub_token", "hf_secret_value"]
     assert cli.main(["check", *argv, "--root", str(tmp_path / "tree"), "--", *hps]) == 0
     out = capsys.readouterr().out
-    assert "check: no problems found" in out
-    assert "hf_secret_value" not in out and '"hub_token": "***"' in out  # the resolved configuration, redacted
+    assert out.rstrip().endswith("check: no problems found; nothing was trained or written.")
+    assert "resolved configuration" not in out and "hub_token" not in out and len(out.splitlines()) < 20
+    assert "[ok] data: train 24 rows, eval 8 rows (the job trains; evaluates at the end)" in out
     assert "about 3 steps per epoch (24 training inputs" in out
     assert "at the limit of 8 (truncated)" in out and "one training step on 2 inputs (CPU): loss" in out
     tree = tmp_path / "tree"
     assert not list((tree / "model").iterdir()) and not (tree / "checkpoints").exists()
     assert not list((tree / "output" / "data").iterdir())
     assert json.loads((tree / "input" / "config" / "hyperparameters.json").read_text())["max_seq_length"] == "8"
+
+
+def test_verbose_prints_the_configuration_as_the_job_would_record_it(tmp_path, tiny_encoder, capsys) -> None:
+    """After the stages and before the findings, which stay last; secrets redacted; nothing written in the tree."""
+    argv = folders(tmp_path, ROWS, ROWS[:8])
+    hps = ["--model_name_or_path", str(tiny_encoder), "--hub_token", "hf_secret_value", "--eval_steps", "2",
+           "--eval_strategy", "steps"]  # fmt: skip
+    tree = tmp_path / "tree"
+    assert cli.main(["check", "--verbose", *argv, "--root", str(tree), "--", *hps]) == 0
+    out = capsys.readouterr().out
+    stages, rest = out.split("resolved configuration (secrets redacted):\n")
+    assert "[ok] one training step" in stages
+    text, findings = rest.rstrip("\n").rsplit("\n", 1)
+    assert findings == "check: no problems found; nothing was trained or written."
+    resolved = json.loads(text)
+    assert resolved["will_run"] == {"trains": True, "evaluates": "every 2 steps and at the end",
+                                    "rows": {"train": 24, "eval": 8}}  # fmt: skip
+    training = resolved["training_args"]
+    assert training["do_train"] is True and training["do_eval"] is True and training["hub_token"] == "***"
+    assert "hf_secret_value" not in out and not list((tree / "output" / "data").iterdir())
+
+
+def test_a_typo_a_bad_batch_size_and_a_bad_column_in_one_run(tmp_path, tiny_encoder, capsys) -> None:
+    """One line per stage first, the numbered problems last."""
+    argv = folders(tmp_path, ROWS, ROWS[:8])
+    hps = ["--model_name_or_path", str(tiny_encoder), "--num_train_epoch", "2", "--per_device_train_batch_size", "0",
+           "--text_column", "review"]  # fmt: skip
+    assert cli.main(["check", *argv, "--", *hps]) == 1
+    out = capsys.readouterr().out
+    stages, findings = out.split("check: 3 problems:\n")
+    assert "[problem] hyperparameters: listed below" in stages and "[problem] train data: listed below" in stages
+    assert "[ok] tokenizer: " in stages and "[ok] data: train 24 rows, eval 8 rows" in stages
+    typo, batch_size, column = findings.splitlines()  # the missing column, in both splits, is said once
+    assert typo.startswith("  1. hyperparameters: Unknown hyperparameter 'num_train_epoch'. Did you mean")
+    assert batch_size.endswith(
+        "2. hyperparameters: Hyperparameter 'per_device_train_batch_size' must be at least 1, got 0."
+    )
+    assert column.startswith("  3. train data: text_column='review': no such column in the train data")
 
 
 def test_a_bad_label_and_a_missing_column_in_one_check(tmp_path, tiny_encoder, capsys) -> None:
@@ -135,8 +174,10 @@ def test_inside_a_tree_from_the_environment(tmp_path, monkeypatch, tiny_encoder,
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tree.root))
     assert cli.main(["check"]) == 0
     out = capsys.readouterr().out
+    assert "2 in all" in out and "resolved configuration" not in out
+    assert cli.main(["check", "--verbose"]) == 0
+    out = capsys.readouterr().out
     assert '"hyperparameters_source": "' + str(tree.root / "input" / "config" / "hyperparameters.json") in out
-    assert "2 in all" in out
 
 
 @pytest.mark.parametrize("task", ["question-answering", "summarization"])

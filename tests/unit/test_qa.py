@@ -209,7 +209,8 @@ def test_missing_columns_and_unanswerable_without_v2(caplog) -> None:
 def test_columns_must_be_in_every_split_without_nulls() -> None:
     rows = tiny.qa_rows(4)
     nulls = [{**r, "context": None} if i == 2 else r for i, r in enumerate(rows)]
-    with pytest.raises(DataError, match="Column 'context' of the train data has 1 empty values"):
+    empty = r"Column 'context' of the train data has 1 empty value \(row 2, counting from 0\)"
+    with pytest.raises(DataError, match=empty):
         prepared(task(), nulls)
     without_question = [{k: v for k, v in r.items() if k != "question"} for r in rows]
     with pytest.raises(DataError, match="The eval data has no 'question' column, which the train data has"):

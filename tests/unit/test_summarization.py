@@ -76,7 +76,8 @@ def test_custom_columns_and_unknown_layouts(tokenizer) -> None:
 
 def test_empty_summaries_fail(tokenizer) -> None:
     raw = DatasetDict({"train": Dataset.from_dict({"dialogue": ["x", "y"], "summary": ["a", None]})})
-    with pytest.raises(DataError, match="Column 'summary' of the train data has 1 empty values"):
+    empty = r"Column 'summary' of the train data has 1 empty value \(row 1, counting from 0\)"
+    with pytest.raises(DataError, match=empty):
         Summarization(SummarizationArgs(), tokenizer).prepare(raw)
 
 

@@ -284,3 +284,26 @@ def test_pretokenized_ids_must_be_integer_lists_with_or_without_a_tokenizer(toke
         ):
             classify(as_text, tokenizer=given)
     assert classify(tokenized([400, 4], bad={1: 10_000})).pretokenized
+
+
+def test_empty_values_are_counted_and_their_rows_named() -> None:
+    """The row numbers count from 0 across the Arrow chunks and follow a selection; one empty value is singular."""
+    from datasets import concatenate_datasets
+
+    from sm_train.tasks.base import require_columns
+
+    def rows(texts: list[str | None]) -> Dataset:
+        return Dataset.from_list([{"text": text, "label": 0} for text in texts])
+
+    one = DatasetDict({"train": rows(["a", "b", None])})
+    with pytest.raises(DataError) as raised:
+        require_columns(one, ["text"], "train")
+    assert str(raised.value) == (
+        "Column 'text' of the train data has 1 empty value (row 2, counting from 0); fill or drop that row."
+    )
+    joined = concatenate_datasets([rows(["a", None]), rows([None, "b", None, None, None, None, "c", None])])
+    with pytest.raises(DataError, match=r"has 7 empty values \(rows 1, 2, 4, 5, 6 and 2 more, counting from 0\); "
+                       r"fill or drop those rows\.$"):  # fmt: skip
+        require_columns(DatasetDict({"train": rows(["a"]), "eval": joined}), ["text"], "train")
+    with pytest.raises(DataError, match=r"the eval data has 2 empty values \(rows 0, 2, counting from 0\)"):
+        require_columns(DatasetDict({"eval": joined.select([1, 3, 2])}), ["text"], "eval")
