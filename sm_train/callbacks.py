@@ -50,7 +50,7 @@ class MetricLines(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self.started:  # every later step: one attribute read (#9: no per-step host work)
+        if self.started:  # every later step: one attribute read (no per-step host work)
             return
         self.started = True
         if state.is_world_process_zero:
@@ -130,7 +130,7 @@ class SaveOrStop(TrainerCallback):
 
     All processes take both decisions together (a signal or a clock can reach them a step apart; a process saving
     or stopping alone would hang the next collective operation). Agreeing costs a collective and a device sync,
-    which small fast steps feel (#9: a host-bound step loses to any per-step sync), so a distributed job agrees at
+    which small fast steps feel (a host-bound step loses to any per-step sync), so a distributed job agrees at
     check steps only: about every CHECK_SECONDS of training, at most MAX_CHECK_STEPS steps apart. The interval is
     computed from the slowest process's seconds per step, which the check itself agrees on, so every process
     computes the same next check step (a clock read by each process alone would not be). A signal is acted on at

@@ -146,7 +146,7 @@ def train(argv: Sequence[str]) -> int:
 def _task_option(command: str, argv: Sequence[str]) -> str | None:
     """The value of --task, the one option the helper commands take. Keys are normalized here: argv_items returns
     them as given ("--task"), and looking up "task" in those silently printed text classification's
-    definitions for every task (#8 item 13)."""
+    definitions for every task."""
     from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 
     options = {normalize_key(key): value for key, value in argv_items(argv)}

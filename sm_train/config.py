@@ -58,7 +58,7 @@ class Config:
 
 class _Parser(HfArgumentParser):
     """HfArgumentParser over the tokens dialects.render() builds: errors become ConfigError instead of
-    SystemExit(2), and only `--<field>` tokens are options, so every value reaches its field (#8 item 9)."""
+    SystemExit(2), and only `--<field>` tokens are options, so every value reaches its field."""
 
     def __init__(self, dataclass_types: Iterable[type], **kwargs: Any) -> None:
         # No -h/--help (a value "-h" would print help and exit 0), no abbreviations (a value is never an option).

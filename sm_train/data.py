@@ -59,7 +59,7 @@ def load_path(path: Path) -> Dataset | DatasetDict:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise DataError(f"The files in {path} do not share one set of columns and types: {e}") from e
     # A fingerprint given: without one, datasets hashes an in-memory table by pickling all of it, a transient copy of
-    # ~3.5 times the data (+97 MB for 500,000 short rows, #9). Nothing caches by it: in-memory datasets have no cache
+    # ~3.5 times the data (+97 MB for 500,000 short rows). Nothing caches by it: in-memory datasets have no cache
     # files, and the tokenized cache is keyed by cache.data_fingerprints.
     return Dataset(table, fingerprint=generate_random_fingerprint())
 

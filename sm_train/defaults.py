@@ -45,7 +45,7 @@ def sagemaker_defaults(
     if not {"train_sampling_strategy", "group_by_length"} & set(given):
         logger.info("training batches grouped by length (set train_sampling_strategy=random to turn it off)")
     return {
-        # Rows of similar length share a batch: little padding, several times faster on skewed data (#9).
+        # Rows of similar length share a batch: little padding, several times faster on skewed data.
         "train_sampling_strategy": "group_by_length",  # transformers 5
         "group_by_length": True,  # transformers 4.x
         **device.dataloader_defaults(hardware, env.num_cpus, env.num_gpus),

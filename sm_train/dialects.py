@@ -88,7 +88,7 @@ def _as_list(key: str, value: Any) -> list[Any]:
     elif not isinstance(value, list | tuple | dict):
         return [part.strip() for part in str(value).split(",") if part.strip()]
     # A dict would otherwise become one string item ("{'labels': 1}"): label_names would then name no column and
-    # evaluation would report neither loss nor metrics (#8).
+    # evaluation would report neither loss nor metrics.
     if not isinstance(value, list | tuple):
         kind = "a JSON object" if isinstance(value, dict) else f"a single {type(value).__name__}"
         raise ConfigError(f"Hyperparameter '{key}' takes a list, got {kind}; {how}.", key=key)

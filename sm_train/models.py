@@ -124,7 +124,7 @@ def load(loader: Any, name: str, what: str, *, trust_remote_code: bool = False, 
             "channel, or a Hub id the job can reach."
         ) from e
     except ValueError as e:
-        # The same problems _load_tokenizer finds in a local config.json, for a Hub id (#8 item 11).
+        # The same problems _load_tokenizer finds in a local config.json, for a Hub id.
         message = str(e)
         if "trust_remote_code" in message:
             raise _custom_code_error(name, "ships its own Python code to load it") from e
@@ -173,7 +173,7 @@ def load_tokenizer(model_name: str, trust_remote_code: bool = False, tokenizer_n
     not be empty nor hold more tokens than the model's embeddings. Its length limit is made real: many checkpoints
     leave model_max_length unset (1e30), and longer windows than the model's positions crash inside the model.
 
-    A local model's architecture is checked first, before anything loads (#8 item 11)."""
+    A local model's architecture is checked first, before anything loads."""
     _check_architecture(model_name, trust_remote_code)
     source, described, fix = model_name, _described(model_name), _OWN_TOKENIZER
     if tokenizer_name:

@@ -133,7 +133,7 @@ def _json(path: Path, as_lines: bool) -> pa.Table:
 def _records(rows: list[dict], path: Path, places: list[str]) -> pa.Table:
     """One Arrow column per key of any row (from_pylist would keep only the first row's keys). A column whose rows
     do not share a type fails naming the column and the row: Arrow's own message quotes a value, and the failure
-    reason must not carry data (#8)."""
+    reason must not carry data."""
     columns = {}
     for name in dict.fromkeys(name for row in rows for name in row):
         values = [row.get(name) for row in rows]

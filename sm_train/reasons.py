@@ -53,7 +53,7 @@ def _reason(error: BaseException) -> str:
 
 
 def _service_reason(error: BaseException, name: str) -> str | None:
-    """User problems that the checks before training cannot always see (#8 item 11): remote code, the Hub, the
+    """User problems that the checks before training cannot always see: remote code, the Hub, the
     network, report_to integrations."""
     if isinstance(error, ValueError) and "trust_remote_code" in str(error):
         return (

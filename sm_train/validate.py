@@ -111,7 +111,7 @@ _INTEGRATIONS = {
 
 
 def _check_report_to(report_to: Iterable[str] | None) -> None:
-    """An integration whose package is missing fails when Trainer is built, after the model loaded (#8 item 11)."""
+    """An integration whose package is missing fails when Trainer is built, after the model loaded."""
     from transformers.integrations import integration_utils
 
     supported = integration_utils.INTEGRATION_TO_CALLBACK
@@ -133,7 +133,7 @@ def _check_report_to(report_to: Iterable[str] | None) -> None:
 
 def _check_push_to_hub(args: TrainingArguments) -> None:
     """push_to_hub fails only when Trainer is built or, worse, at the final save: a whole run lost for a missing
-    setting. Everything that can be known without the network is checked here (#8 item 11)."""
+    setting. Everything that can be known without the network is checked here."""
     import huggingface_hub
     from huggingface_hub import constants
 

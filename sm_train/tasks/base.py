@@ -174,10 +174,10 @@ def arrow_column(split: Dataset, column: str) -> Any:
 
 def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str | None = None) -> DatasetDict:
     """Text columns ({column: its hyperparameter}) hold strings in every split. Anything else would be tokenized as
-    its Python repr (a list<string> column trains on "['a', 'b']"), and numbers there mean the wrong column (#8).
+    its Python repr (a list<string> column trains on "['a', 'b']"), and numbers there mean the wrong column.
 
     drop_blank_in: a column without which a row means nothing (a summary, a QA context): rows where it is empty or
-    only whitespace are dropped with a counted warning, and most rows blank fails the job (#8). Returns the splits
+    only whitespace are dropped with a counted warning, and most rows blank fails the job. Returns the splits
     (new ones where rows were dropped)."""
     kept = DatasetDict()
     for where, split in raw.items():

@@ -1,5 +1,5 @@
 """Batches padded to a multiple for every task (training and evaluation, inputs and labels), with the attention
-backend decided before the first forward pass (#9)."""
+backend decided before the first forward pass."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Restarts that cannot go wrong (#8 items 1-7): a restart resumes only the same run, never trains past its end,
+"""Restarts that cannot go wrong: a restart resumes only the same run, never trains past its end,
 skips checkpoints that do not load, and every way a job ends early leaves a specific failure reason."""
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ def test_sigterm_grace_runs_out(tmp_path: Path, encoder: Path) -> None:
     finish(process, job)
     assert job.returncode == 128 + signal.SIGTERM
     assert "saving and stopping did not finish within sigterm_grace_seconds=0.001" in job.stdout
-    assert job.failure.startswith("Stopped by SIGTERM after step ")  # every signal-ended attempt says why (#8)
+    assert job.failure.startswith("Stopped by SIGTERM after step ")  # every signal-ended attempt says why
 
 
 @pytest.mark.slow

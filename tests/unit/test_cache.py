@@ -21,7 +21,7 @@ def test_tokenized_cache_counts_only_once_marked_complete(tmp_path: Path) -> Non
 
 
 def test_caches_are_kept_per_key_and_the_least_recently_used_pruned(tmp_path: Path) -> None:
-    """Jobs with other settings on one checkpoint dir never delete each other's fresh caches (#8 item 4)."""
+    """Jobs with other settings on one checkpoint dir never delete each other's fresh caches."""
     import os
 
     from datasets import Dataset

@@ -1,5 +1,5 @@
 """callbacks.py and progress.py: metric lines written whole by rank 0, progress a person can follow, and no host
-work per training step (#9)."""
+work per training step."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_callback_is_silent_off_rank_zero(monkeypatch, tmp_path) -> None:
     assert stream.getvalue() == ""
 
 
-# --- no host work per training step that a bare loop does not do (#9) -------------------------------------------
+# --- no host work per training step that a bare loop does not do -------------------------------------------------
 # sm_train's callbacks make no collective, tensor or device sync per step in one process, and a distributed job
 # agrees on saving and stopping at check steps only, the same steps on every process. Counts, never timings.
 

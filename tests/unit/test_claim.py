@@ -1,4 +1,4 @@
-"""claim.py: where a checkpoint dir may be: apart from the model, output, code and input dirs (#8 item 3)."""
+"""claim.py: where a checkpoint dir may be: apart from the model, output, code and input dirs."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""device.py: device decisions as pure functions, for devices described rather than present (#9)."""
+"""device.py: device decisions as pure functions, for devices described rather than present."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Bad inputs that used to get through (#8): shapes, types, blank values and failure reasons that quoted data."""
+"""Bad inputs that used to get through: shapes, types, blank values and failure reasons that quoted data."""
 
 import gzip
 import json

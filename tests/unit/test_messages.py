@@ -1,4 +1,4 @@
-"""Messages across modules: values starting with '-' reach their field; outside problems are named (#8 items 9, 11)."""
+"""Messages across modules: values starting with '-' reach their field; outside problems are named."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def in_sagemaker(tmp_path: Path, hyperparameters: dict[str, Any]):
     return from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
 
 
-# --- item 9: every value reaches its field, whatever its first character ---------------------------------------
+# --- every value reaches its field, whatever its first character ---------------------------------------
 
 
 def test_values_that_start_with_a_dash_reach_their_fields(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_argv_values_that_start_with_a_dash(env) -> None:
         load(env, ["--model_name_or_path", "m", "--learning_rate", "-5e-05"])
 
 
-# --- item 11: problems outside sm_train are named, with their remedy --------------------------------------------
+# --- problems outside sm_train are named, with their remedy --------------------------------------------
 
 
 def test_report_to_an_integration_that_is_not_installed(env, monkeypatch) -> None:

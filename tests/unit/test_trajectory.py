@@ -1,4 +1,4 @@
-"""trajectory.py: what a run is (its identity) and the same-run comparison on resume (#8 item 1)."""
+"""trajectory.py: what a run is (its identity) and the same-run comparison on resume."""
 
 from sm_train import trajectory
 
