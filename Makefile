@@ -76,6 +76,32 @@ test: install install-tf4 install-sdk
 test-fast: install
 	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow and not external"
 
+# The GPU tests (tests/gpu, marked gpu) and nothing else, on a Python that already has torch: the PYTHON given (python3
+# in a Deep Learning Container or on a bare GPU machine), else .venv's where it exists; no venv is built. The project
+# runs from the clone (PYTHONPATH); packages that Python lacks come as wheels or sdists in WHEELS (README,
+# Development), each installed with --no-deps into GPU_SITE only when missing: torch and all installed stay as they
+# are. Where torch sees no CUDA device every test is skipped, with the reason.
+GPU_PYTHON ?= $(if $(filter command line,$(origin PYTHON)),$(PYTHON),$(or $(wildcard $(BIN)/python),$(PYTHON)))
+GPU_SITE ?= /tmp/site
+WHEELS ?=
+.PHONY: install-gpu test-gpu
+
+install-gpu:
+ifneq ($(WHEELS),)
+	@test -d $(WHEELS) || { echo "WHEELS=$(WHEELS) is not a folder" >&2; exit 2; }
+	@for found in $(wildcard $(WHEELS)/*.whl $(WHEELS)/*.tar.gz); do \
+		name=$$(basename $$found | sed -E 's/-[0-9].*//'); \
+		PYTHONPATH=$(GPU_SITE) $(GPU_PYTHON) -c 'import importlib.metadata as m, sys; m.distribution(sys.argv[1])' \
+			$$name 2>/dev/null || missing="$$missing $$found"; \
+	done; \
+	if [ -n "$$missing" ]; then echo "installing into $(GPU_SITE):$$missing"; \
+		$(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-build-isolation --target $(GPU_SITE) $$missing; fi
+endif
+
+test-gpu: install-gpu
+	$(TEST_ENV) PYTHONPATH="$(CURDIR)$$(test -d $(GPU_SITE) && echo :$(GPU_SITE))$${PYTHONPATH:+:$$PYTHONPATH}" \
+		$(GPU_PYTHON) -m pytest -m gpu $(PYTEST_ARGS) tests/gpu
+
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .

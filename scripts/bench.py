@@ -5,7 +5,8 @@ Throughput (the default): one epoch of text classification on length-skewed rows
 cut at --max-length), in samples/s, side by side:
 
 - floor: a bare PyTorch loop over length-grouped batches (transformers' mega-batch grouping), padded by the rule
-  sm_train uses on the device (sm_train.device.pad_multiple), AdamW (fused on a GPU), bf16 autocast on a GPU;
+  sm_train uses on the device (sm_train.device.pad_multiple), AdamW (fused on a GPU), on a GPU autocast in the
+  precision sm_train picks there (bf16, else fp16);
   timed from the first step to the end of the last, collation included;
 - seed: the seed notebooks' way: every row padded to --max-length, a default Trainer (fp32, random batches);
   Trainer's train_samples_per_second;
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.bench_setup import BARE_TRAINER, MARK, SIZES, build_model, make_rows  # noqa: E402
-from sm_train.device import DeviceInfo, attention_backends, describe, pad_multiple, padded_length  # noqa: E402
+from sm_train.device import DeviceInfo, apply_attention_backends, describe, pad_multiple, padded_length  # noqa: E402
 from tests.jobs import job_env, make_tree, write_rows  # noqa: E402
 
 
@@ -79,8 +80,9 @@ def floor(model_dir: Path, rows: list[dict[str, str]], options: argparse.Namespa
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
     if device.type == "cuda":
-        attention_backends(info, allow_cudnn=False)  # as sm_train: no cuDNN plan per batch shape
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        apply_attention_backends(info, allow_cudnn=False)  # as sm_train: no cuDNN plan per batch shape
+    half = torch.bfloat16 if info.bf16 else torch.float16
+    autocast = torch.autocast("cuda", dtype=half) if device.type == "cuda" else contextlib.nullcontext()
     synchronize(device)
     began = time.perf_counter()
     for indices in batches:
@@ -160,8 +162,12 @@ def run_process(command: list[str], env: dict[str, str], log: Path) -> dict[str,
 
 
 def child_env(root: Path, options: argparse.Namespace, cache: Path) -> dict[str, str]:
-    """The job environment (offline guard included), a datasets cache of its own, and no GPU when --device cpu."""
+    """The job environment (offline guard included), a datasets cache of its own, and no GPU when --device cpu.
+    This process's PYTHONPATH is kept: where packages come as wheels unpacked beside the Python's own (make test-gpu's
+    GPU_SITE on a GPU machine), the job finds datasets there too."""
     env = job_env(root) | {"HF_DATASETS_CACHE": str(cache)}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
     if options.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env
@@ -202,7 +208,7 @@ def throughput(base: Path, model_dir: Path, options: argparse.Namespace, info: D
         }
 
     approaches = {
-        "floor": ("floor: bare loop, grouped, " + ("bf16" if info.cuda else "fp32"),
+        "floor": ("floor: bare loop, grouped, " + (("bf16" if info.bf16 else "fp16") if info.cuda else "fp32"),
                   lambda: floor(model_dir, rows, options, info)),
         "seed": ("seed: Trainer, pad to max_length, fp32", lambda: seed(model_dir, rows, options, base / "seed")),
         "sm_train": ("sm_train defaults", lambda: job("sm_train")),

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,6 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from sm_train import checkpoint, collective
-from sm_train.errors import ignore_repeated_signals
 from sm_train.metrics import metric_lines
 
 logger = logging.getLogger(__name__)
@@ -123,10 +120,9 @@ class SaveOrStop(TrainerCallback):
 
     - every `save_every_minutes` of wall-clock time, so a spot interruption loses at most that much work even with
       long steps or tiny epochs;
-    - on SIGTERM (StopTrainingJob, MaxRuntime, spot) or SIGINT: save, then stop training. A signal after the last
-      step lets the final evaluation and save finish. Either must end within `grace` seconds, or the process exits
-      anyway (SageMaker sends SIGKILL 120 s after SIGTERM); a checkpoint cut short then is set aside on the next
-      start.
+    - on SIGTERM (StopTrainingJob, MaxRuntime, spot) or SIGINT (`signalled`, called by the handler signals.py
+      installs): save, then stop training. A signal after the last step lets the final evaluation and save finish.
+      Either must end within `grace` seconds, or signals.py ends the process anyway.
 
     All processes take both decisions together (a signal or a clock can reach them a step apart; a process saving
     or stopping alone would hang the next collective operation). Agreeing costs a collective and a device sync,
@@ -141,37 +137,23 @@ class SaveOrStop(TrainerCallback):
     CHECK_SECONDS = 1.0  # wall time between two agreements of a distributed job
     MAX_CHECK_STEPS = 100  # fast steps that slow down later still see a signal within a hundred steps
 
-    def __init__(
-        self, grace: float, save_every_minutes: float | None = None, on_give_up: Callable[[str], None] | None = None
-    ) -> None:
-        self.grace = grace
-        self.on_give_up = on_give_up  # writes the failure file before the process exits
+    def __init__(self, grace: float, save_every_minutes: float | None = None) -> None:
+        self.grace = grace  # seconds a signalled process has to save and stop (signals.py exits it after)
         self.clock: Callable[[], float] = time.monotonic
         self.step = 0  # the last step that ended
         self.seconds = save_every_minutes * 60 if save_every_minutes else None
         self.last_save = 0.0  # when this process last saved (or training began)
         self.received: int | None = None  # the signal this process received
         self.stopped_at: int | None = None  # the step training stopped at because some process received one
-        self.previous: dict[int, Any] = {}
         self.distributed: bool | None = None  # known once training begins (the process group exists by then)
         self.next_check = 0  # distributed: the step at which the processes next agree
         self.checked_step, self.checked_at = 0, 0.0  # the last agreement (or the start of training)
 
-    def __enter__(self) -> SaveOrStop:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.received is not None:  # stopping: a repeated signal must not kill the process before it exits
-            ignore_repeated_signals()
-            return
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
+    def signalled(self, signum: int) -> bool:
+        """A stop signal reached this process (signals.save_or_stop_process_on_signal's handler): save and stop at
+        the end of this step, or at the next check step of a distributed job. False for a repeated one."""
         if self.received is not None:
-            return
+            return False
         self.received = signum
         logger.warning(
             "%s received: stopping within %.0f s, with a checkpoint at the end of %s",
@@ -179,21 +161,7 @@ class SaveOrStop(TrainerCallback):
             self.grace,
             "the step where all processes agree (about a second)" if self.distributed else "this training step",
         )
-        timer = threading.Timer(self.grace, self._give_up)
-        timer.daemon = True
-        timer.start()
-
-    def _give_up(self) -> None:
-        signum = self.received or signal.SIGTERM
-        reason = (
-            f"Stopped by {signal.Signals(signum).name} after step {self.step}: saving and stopping did not finish "
-            f"within sigterm_grace_seconds={self.grace:g}. A checkpoint cut off then is set aside on restart; the "
-            "restarted job resumes from the newest complete checkpoint in the checkpoint dir."
-        )
-        logger.error(reason)
-        if self.on_give_up is not None:
-            self.on_give_up(reason)
-        os._exit(128 + signum)
+        return True
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

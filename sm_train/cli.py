@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sm_train import env as sm_env
-from sm_train import outputs, usage
-from sm_train.errors import Interrupted, PushFailed, UserError, disk_full_reason, interrupt_on_signal
+from sm_train import outputs, signals, usage
+from sm_train.errors import Interrupted, PushFailed, UserError, disk_full_reason
 from sm_train.reasons import failure_reason
 from sm_train.redact import scrub, secret_values
 
@@ -107,26 +107,27 @@ def train(argv: Sequence[str]) -> int:
     secrets: list[str] = []
     checkpoints: Path | None = None  # until the configuration says where
     try:
-        with interrupt_on_signal(lambda: "while starting: this attempt trained and saved nothing."):
+        with signals.interrupt_process_on_signal(lambda: "while starting: this attempt trained and saved nothing."):
             setup_logging()
             environment = sm_env.from_environ()
             guard = outputs.OutputGuard((environment.model_dir, environment.output_data_dir))
             checkpoints = environment.checkpoint_dir
-            from sm_train import config, dist, local, runner, smdist
+            from sm_train import config, device, dist, local, runner, smdist
 
             local.hand_over_to_toolkit(environment, os.environ)  # script mode in sm_train's image: does not return
             environment = _launched(environment)
             items = config.source_items(environment, argv)
             # A token in the environment (HF_TOKEN, as the README recommends) is scrubbed like a hyperparameter's.
             secrets = secret_values([*items, *((k, v) for k, v in os.environ.items() if k in TOKEN_VARIABLES)])
-            cfg = config.parse(items, environment)  # the sources read once
+            hardware = device.describe()  # the device's defaults (precision, data loading): parsing asks no hardware
+            cfg = config.parse(items, environment, hardware)  # the sources read once
             smdist.check(cfg, environment)  # smdistributed asked for: runs here, or fails before data and model load
             topo = dist.topology(environment)
             command = dist.relaunch_command(topo, environment, dist.gpu_count(environment), argv, dist.entry_point())
             if command and cfg.job.auto_launch:
                 dist.relaunch(command, os.environ)  # does not return: torchrun runs this job in its processes
         checkpoints = Path(cfg.training_args.output_dir)
-        runner.run(cfg, environment)
+        runner.run(cfg, environment, hardware)
     except BaseException as error:  # noqa: B036 - tokenizers' PanicException derives from BaseException
         if isinstance(error, SystemExit) and error.code in (0, None):
             raise

@@ -7,19 +7,15 @@ import torch
 import torch.distributed as dist
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def distributed() -> bool:
     """Whether there are other processes to agree with (false in one process: every function here is then a no-op)."""
-    return _distributed()
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def largest(values: list[float], device: torch.device) -> list[float]:
     """Each value's maximum over all processes: the same numbers, bit for bit, on every process (one collective and
     one device sync for all of them)."""
-    if not _distributed():
+    if not distributed():
         return values
     value = torch.tensor(values, dtype=torch.float32, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
@@ -27,13 +23,13 @@ def largest(values: list[float], device: torch.device) -> list[float]:
 
 
 def wait_for_all() -> None:
-    if _distributed():
+    if distributed():
         dist.barrier()
 
 
 def common_steps(steps: list[int]) -> list[int]:
     """The checkpoint steps complete on every process (each host keeps its own checkpoints)."""
-    if not _distributed():
+    if not distributed():
         return steps
     everyone: list[list[int] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, steps)

@@ -163,9 +163,16 @@ def _values(items: Sequence[tuple[str, Any]], kinds: dict[str, str], problems: l
     return values
 
 
-def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv, problems: list[str] | None = None) -> Config:
+def parse(
+    items: Sequence[tuple[str, Any]],
+    env: SageMakerEnv,
+    hardware: device.DeviceInfo,
+    problems: list[str] | None = None,
+) -> Config:
     """Typed Config from hyperparameter items. Raises ConfigError with a specific reason.
 
+    hardware: the device the job runs on, described once by the caller (device.describe()): the defaults it calls
+    for (precision, data loading) come from it, and parsing itself asks no hardware.
     problems: collect instead (`check`): each problem about one hyperparameter is appended and that value set
     aside, so the rest of the job can still be checked with what parses."""
     task_cls = get_task(_task_name(items))
@@ -175,7 +182,7 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv, problems: list[st
     values = _values(items, kinds, problems)
     while True:
         try:
-            return _typed(values, env, task_cls, parser, kinds)
+            return _typed(values, env, hardware, task_cls, parser, kinds)
         except ConfigError as error:
             if problems is None or error.key not in values:
                 raise
@@ -184,7 +191,12 @@ def parse(items: Sequence[tuple[str, Any]], env: SageMakerEnv, problems: list[st
 
 
 def _typed(
-    values: dict[str, Any], env: SageMakerEnv, task_cls: type[Task], parser: _Parser, kinds: dict[str, str]
+    values: dict[str, Any],
+    env: SageMakerEnv,
+    hardware: device.DeviceInfo,
+    task_cls: type[Task],
+    parser: _Parser,
+    kinds: dict[str, str],
 ) -> Config:
     """The user's values over sm_train's defaults, typed by the fields and validated."""
     values = dict(values)
@@ -202,7 +214,7 @@ def _typed(
         values["model_name_or_path"] = str(env.channels["model"])
         logger.info("model_name_or_path defaults to the 'model' channel: %s", env.channels["model"])
 
-    found = defaults.sagemaker_defaults(env, checkpoints, device.describe(), values)
+    found = defaults.sagemaker_defaults(env, checkpoints, hardware, values)
     lowest = {k: v for k, v in found.items() if k in kinds}  # each transformers version lacks some
     stopping = not is_unset(values.get("early_stopping_patience"))
     early = defaults.early_stopping_defaults(values, task_cls) if stopping else {}
@@ -220,7 +232,3 @@ def _typed(
         "hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str)
     )
     return Config(job, task_args, training_args, task_cls, values, frozenset(values))
-
-
-def load(env: SageMakerEnv, argv: Sequence[str]) -> Config:
-    return parse(source_items(env, argv), env)

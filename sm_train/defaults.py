@@ -30,7 +30,8 @@ def sagemaker_defaults(
     env: SageMakerEnv, checkpoints: Path, hardware: device.DeviceInfo, given: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Lowest-precedence values: checkpoints in the checkpoint dir, never in the model dir (notebooks PR#138); batches
-    grouped by length; and what the device calls for (device.py). `given`: what the user set."""
+    grouped by length; and what the device calls for (device.py). `hardware`: the device as its caller described it
+    (use_cpu=true makes it a CPU); `given`: what the user set."""
     cpu_processes = {}
     processes = dist.topology(env).world_size
     if processes > 1 and not hardware.cuda and "use_cpu" not in given:

@@ -1,7 +1,8 @@
 """What the job decides from the device it runs on: precision, padding multiple, attention backend, data loading.
 
 Each decision is a pure function of a DeviceInfo and what the user set, so it is tested on CPU with any device
-described; describe() is the one place that asks torch about the hardware.
+described. describe() is the one place that asks torch about the hardware (its caller passes the DeviceInfo on:
+parsing asks no hardware), and apply_attention_backends() the one that changes torch's process-wide state.
 """
 
 from __future__ import annotations
@@ -82,14 +83,22 @@ def dataloader_defaults(device: DeviceInfo, num_cpus: int, num_gpus: int) -> dic
     }
 
 
-def attention_backends(device: DeviceInfo, allow_cudnn: bool) -> str | None:
-    """Keep attention off cuDNN's backend unless allowed: in half precision with a padding mask, PyTorch sends
-    attention there on Hopper, and cuDNN builds an execution plan for every new (batch, length) shape (332 ms for a
-    step at a new length against 36 ms at a repeated one, measured on an H100); shapes still vary with generation
-    or pad_to_multiple_of=1. Process-wide, set before the first forward pass; a no-op without a GPU."""
+def attention_backends(device: DeviceInfo, allow_cudnn: bool) -> tuple[bool, str | None]:
+    """Whether attention may use cuDNN's backend, and the line to log. Kept off unless allowed: in half precision
+    with a padding mask, PyTorch sends attention there on Hopper, and cuDNN builds an execution plan for every new
+    (batch, length) shape (332 ms for a step at a new length against 36 ms at a repeated one, measured on an H100);
+    shapes still vary with generation or pad_to_multiple_of=1. Nothing to say without a GPU."""
+    if device.cuda and not allow_cudnn:
+        return False, "cuDNN attention off: it builds a plan per batch shape (set cudnn_attention=true to allow it)"
+    return allow_cudnn, None
+
+
+def apply_attention_backends(device: DeviceInfo, allow_cudnn: bool) -> str | None:
+    """Sets torch's process-wide cuDNN attention switch as attention_backends() decides, before the first forward
+    pass; returns the line to log. Set on CPU too, where it changes nothing (no attention runs on cuDNN there): a job
+    sets the same switch on either device, so a CPU run shows it set before the first forward."""
     import torch
 
-    torch.backends.cuda.enable_cudnn_sdp(allow_cudnn)
-    if device.cuda and not allow_cudnn:
-        return "cuDNN attention off: it builds a plan per batch shape (set cudnn_attention=true to allow it)"
-    return None
+    allowed, said = attention_backends(device, allow_cudnn)
+    torch.backends.cuda.enable_cudnn_sdp(allowed)
+    return said

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import shutil
-import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 
 class UserError(Exception):
@@ -42,43 +38,11 @@ class PushFailed(UserError):
 
 class Interrupted(BaseException):  # like KeyboardInterrupt: no library "except Exception" swallows it
     """The job stopped on a signal (after saving a checkpoint, when training had begun); the exit code is 128 + the
-    signal number."""
+    signal number. signals.py says what each phase does on one."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
-
-
-@contextlib.contextmanager
-def interrupt_on_signal(state: Callable[[], str]) -> Iterator[None]:
-    """Until training runs (callbacks.SaveOrStop then saves first): SIGTERM/SIGINT stop the job at once, with a
-    failure reason ending in `state()`, what was and was not saved."""
-
-    received: list[int] = []
-
-    def stop(signum: int, frame: Any) -> None:
-        received.append(signum)
-        ignore_repeated_signals()
-        raise Interrupted(f"Stopped by {signal.Signals(signum).name} {state()}", signum)
-
-    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        if not received:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def ignore_repeated_signals() -> None:
-    """Once a signal is stopping the job, further ones are ignored to the end of the process: SageMaker, docker
-    stop and impatient users repeat them, and the default action would kill the process by the signal (status -15,
-    not 143) while it writes its failure file."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
 
 
 # How a full disk surfaces: OSError errno 28 (ENOSPC), or only as text in the wrappers of torch's zip writer

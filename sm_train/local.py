@@ -28,8 +28,8 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from sm_train import signals
 from sm_train.checkpoint import complete_checkpoints
 from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 from sm_train.dist import replace_process, with_package_on_path
@@ -142,16 +142,8 @@ def run_child(command: list[str], environ: Mapping[str, str]) -> int:
     """Run the job with this terminal's output (progress bars on a terminal, plain lines otherwise); SIGINT,
     SIGTERM and SIGHUP are passed on once, so the job saves and stops as it would in SageMaker."""
     process = subprocess.Popen(command, env=dict(environ), start_new_session=True)
-
-    def forward(signum: int, frame: Any) -> None:
-        process.send_signal(signum)
-
-    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
-    try:
+    with signals.forward_process_signals(process, STOP_SIGNALS):
         return process.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _outcome(returncode: int) -> str:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from sm_train import claim, config, data, files, local, models, outputs
+from sm_train import claim, config, data, device, files, local, models, outputs
 from sm_train.env import SageMakerEnv, from_environ
 from sm_train.errors import ConfigError, UserError
 from sm_train.reasons import failure_reason
@@ -151,7 +151,7 @@ def _one_step(task: Task, model: Any, raw: Mapping[str, Dataset]) -> None:
 
     split = raw["train"] if "train" in raw else next(iter(raw.values()))
     two = task.preprocess(split.select(range(min(2, len(split)))), training=True)
-    batch = (task.collator(model) or default_data_collator)([two[i] for i in range(min(2, len(two)))])
+    batch = (task.collator(model, None) or default_data_collator)([two[i] for i in range(min(2, len(two)))])
     model.train()
     started = time.perf_counter()
     loss = model(**batch).loss
@@ -178,7 +178,9 @@ def _parse(report: Report, env: SageMakerEnv, argv: Sequence[str]) -> config.Con
     """The hyperparameters, every problem of them collected in the order given."""
     collected: list[str] = []
     parsing = Report()
-    cfg = parsing.attempt("hyperparameters", lambda: config.parse(config.source_items(env, argv), env, collected))
+    cfg = parsing.attempt(
+        "hyperparameters", lambda: config.parse(config.source_items(env, argv), env, device.describe(), collected)
+    )
     report.extend([f"hyperparameters: {problem}" for problem in collected] + parsing.problems)
     if cfg is not None and not collected:
         say(f"[ok] hyperparameters: {len(cfg.hyperparameters)} given, task {cfg.task_cls.name}")

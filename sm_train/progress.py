@@ -121,8 +121,8 @@ class Progress(TrainerCallback):
     (or logging_strategy), a line after each of Trainer's training logs instead, with the loss it logged.
 
     Per step a flag and a clock read, no host work or device sync (callbacks.SaveOrStop says why). The loss is the
-    mean per step of Trainer's own on-device sum since its last log, which it hands to _maybe_log_save_evaluate after
-    each step (4.x and 5.x alike): read, one sync, only for a line.
+    mean per step of Trainer's own on-device sum since its last log, which trainer_seam.TrainerSeam hands over after
+    each step (on_train_loss): read, one sync, only for a line.
     """
 
     INTERVAL_SECONDS = 30.0
@@ -132,27 +132,19 @@ class Progress(TrainerCallback):
         self.follow_logs = follow_logs
         self.clock: Callable[[], float] = time.monotonic
         self.active = False  # rank 0 without a bar, once training began
-        self.hooked = False  # attach() found Trainer's loss hand-over
         self.pending = False  # a line is due, written where Trainer hands over its loss
         self.begin = self.last = (0, 0.0)  # (step, time): this attempt's start, the last line
         self.first: tuple[int, float] | None = None  # the end of this attempt's first step
         self.logged_step = 0  # Trainer's last training log (its loss accumulator restarts there)
 
-    def attach(self, trainer: Any) -> None:
-        original = getattr(trainer, "_maybe_log_save_evaluate", None)
-        if original is None:
+    def on_train_loss(self, args: TrainingArguments, state: TrainerState, tr_loss: Any) -> None:
+        """Trainer's sum of the losses since its last log, not yet reset, handed over after each optimizer step
+        (after on_step_end) by trainer_seam.TrainerSeam: the due line is written here, with its mean per step."""
+        if not self.pending:
             return
-
-        def log_save_evaluate(*args: Any, **kwargs: Any) -> Any:
-            if self.pending:  # Trainer's sum of the losses since its last log, not yet reset
-                self.pending, state = False, trainer.state
-                accumulated, steps = args[0] if args else kwargs.get("tr_loss"), state.global_step - self.logged_step
-                loss = accumulated.item() / steps if steps > 0 and hasattr(accumulated, "item") else None
-                self._write(trainer.args, state, _logged_loss(state.log_history) if loss is None else loss)
-            return original(*args, **kwargs)
-
-        trainer._maybe_log_save_evaluate = log_save_evaluate
-        self.hooked = True
+        self.pending, steps = False, state.global_step - self.logged_step
+        loss = tr_loss.item() / steps if steps > 0 and hasattr(tr_loss, "item") else None
+        self._write(args, state, _logged_loss(state.log_history) if loss is None else loss)
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -180,10 +172,7 @@ class Progress(TrainerCallback):
             step - self.last[0], now - self.last[1], state.max_steps, self.INTERVAL_SECONDS
         ):
             self.last = (step, now)
-            if self.hooked:
-                self.pending = True
-            else:
-                self._write(args, state, _logged_loss(state.log_history))
+            self.pending = True  # written when Trainer hands over its loss (on_train_loss)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         logs = kwargs.get("logs") or {}
@@ -247,11 +236,8 @@ def callbacks(args: TrainingArguments, facts: Facts, explicit: Iterable[str]) ->
 
 
 def attach(trainer: Any) -> None:
-    """After Trainer is built: its own bar gives way to the quiet one, and Progress reads the loss it hands over."""
+    """After Trainer is built: its own bar gives way to the quiet one (Progress reads the loss through the seam)."""
     registered = trainer.callback_handler.callbacks
     if any(isinstance(cb, QuietBar) for cb in registered):
         for cb in [cb for cb in registered if type(cb) is ProgressCallback]:
             trainer.remove_callback(cb)  # this instance, not the class: QuietBar is one too
-    for cb in registered:
-        if isinstance(cb, Progress):
-            cb.attach(trainer)

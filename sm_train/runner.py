@@ -20,6 +20,7 @@ from sm_train import (
     dist,
     files,
     outputs,
+    signals,
     smdist,
     training,
     trajectory,
@@ -28,10 +29,9 @@ from sm_train.callbacks import SaveOrStop
 from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
 from sm_train.config import Config
 from sm_train.env import SageMakerEnv
-from sm_train.errors import interrupt_on_signal
 from sm_train.models import check_model_path, load, load_tokenizer
 from sm_train.tasks import Task
-from sm_train.tasks.base import length_order
+from sm_train.tasks.base import Evaluations, length_order
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ def _preprocess(
             cache.save(root, key, datasets)
     if "eval" in raw:
         # Longest first: batches of similar lengths pad little, and memory runs out (if it does) at once.
-        task.eval_order = length_order(datasets["eval"])
-        datasets["eval"] = datasets["eval"].select(task.eval_order)
-        task.set_eval(raw["eval"], datasets["eval"])
+        order = length_order(datasets["eval"])
+        datasets["eval"] = datasets["eval"].select(order)
+        task.set_eval(raw["eval"], datasets["eval"], order)
     return datasets
 
 
@@ -114,29 +114,33 @@ def _resume_point(cfg: Config, env: SageMakerEnv, directory: Path, run: Any, mod
     return resume
 
 
-def _fit_device(cfg: Config, task: Task, tokenizer: Any) -> None:
-    """Padding multiple and attention backend for the device training runs on (device.py), before any forward."""
-    on_gpu = cfg.training_args.device.type == "cuda"
-    hardware = device.describe() if on_gpu else device.DeviceInfo()
-    task.pad_multiple = device.pad_multiple(hardware, cfg.job.pad_to_multiple_of, tokenizer.model_max_length)
+def _fit_device(cfg: Config, tokenizer: Any, hardware: device.DeviceInfo) -> int | None:
+    """Padding multiple and attention backend for the device training runs on (device.py), before any forward.
+    `hardware`: the machine as the entry point described it once; a job on the CPU (use_cpu) pads as a CPU does.
+    Returns the padding multiple, for the task's collator (None: each batch to its longest row)."""
+    if cfg.training_args.device.type != "cuda":
+        hardware = device.DeviceInfo()
+    pad_multiple = device.pad_multiple(hardware, cfg.job.pad_to_multiple_of, tokenizer.model_max_length)
     logger.info(
         "batches padded to %s",
-        f"a multiple of {task.pad_multiple} tokens" if task.pad_multiple else "their longest row (no multiple)",
+        f"a multiple of {pad_multiple} tokens" if pad_multiple else "their longest row (no multiple)",
     )
-    said = device.attention_backends(hardware, cfg.job.cudnn_attention)
+    said = device.apply_attention_backends(hardware, cfg.job.cudnn_attention)
     if said:
         logger.info(said)
+    return pad_multiple
 
 
-def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
-    """Train and/or evaluate, then save the model dir. Returns all results."""
+def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str, Any]:
+    """Train and/or evaluate, then save the model dir. Returns all results. `hardware`: the device described once by
+    the entry point (the one description parsing used too)."""
     args = cfg.training_args
     model_name = check_model_path(cfg.job.model_name_or_path)
     directory = Path(args.output_dir)
     dist.check_world(args, dist.topology(env))  # never N processes each training alone
     claim.check_placement(directory, env)
     files.require_writable(cfg.written_dirs(env))
-    with interrupt_on_signal(lambda: _nothing_trained(directory)):
+    with signals.interrupt_process_on_signal(lambda: _nothing_trained(directory)):
         raw = data.select_splits(cfg, env)
         trains = "train" in raw
         if trains:
@@ -156,11 +160,25 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         resume = _resume_point(cfg, env, directory, run_id, model) if trains else None
         with args.main_process_first(desc="preprocessing"):
             datasets = _preprocess(cfg, env, task, raw, tokenizer, model, fingerprints)
-        _fit_device(cfg, task, tokenizer)
-        trainer = training.build_trainer(cfg, env, task, model, tokenizer, datasets, run_id)
+        pad_multiple = _fit_device(cfg, tokenizer, hardware)
+        evaluations = Evaluations(task)  # Trainer's compute_metrics; keeps the last evaluation's predictions
+        stopper = SaveOrStop(cfg.job.sigterm_grace_seconds, cfg.job.save_every_minutes)  # fed by signals.py
+        trainer = training.build_trainer(
+            cfg,
+            env,
+            task,
+            model,
+            tokenizer,
+            datasets,
+            run_id,
+            stopper,
+            pad_multiple=pad_multiple,
+            evaluations=evaluations,
+        )
 
-    stopper = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SaveOrStop))
-    with stopper:  # through the final evaluation and save, which a signal after the last step lets finish
+    # Through the final evaluation and save, which a signal after the last step lets finish; the failure file when
+    # the grace runs out.
+    with signals.save_or_stop_process_on_signal(stopper, lambda reason: outputs.write_failure(env.output_dir, reason)):
         train_results: dict[str, Any] = {}
         eval_results: dict[str, Any] = {}
         if "train" in raw:
@@ -174,7 +192,7 @@ def run(cfg: Config, env: SageMakerEnv) -> dict[str, Any]:
         training.save_model(trainer, env.model_dir)
         if trainer.is_world_process_zero():
             outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
-            task.write_predictions(env.output_data_dir)
+            task.write_predictions(env.output_data_dir, evaluations.last)
             sizes = {split: len(raw[split]) for split in raw}
             outputs.write_all(cfg, env, task.card(), model_name, sizes, train_results, eval_results, resume)
         training.push_model(trainer, env.model_dir)

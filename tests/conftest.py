@@ -48,3 +48,21 @@ def _no_sagemaker_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SM_") or name in ("SAGEMAKER_BASE_DIR", "TRAINING_JOB_NAME"):
             monkeypatch.delenv(name)
+
+
+def no_gpu_reason() -> str | None:
+    """Why tests marked gpu cannot run here, or None where torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return f"needs a CUDA GPU: torch.cuda.is_available() is false (torch {torch.__version__}, {build})"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked gpu are skipped, with the reason, where torch sees no CUDA device: the suite still lists them."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    reason = no_gpu_reason() if marked else None
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -34,12 +34,20 @@ class Task:
     3. ``model_kwargs()``: extra from_pretrained arguments; then ``configure(model, training_args)``.
     4. ``preprocess(split, training=..., num_proc=...)``: model inputs, per split. Skipped when an earlier attempt's
        tokenized cache holds them: nothing a later step needs may be set here.
-    5. ``set_eval(examples, features)``: whenever there is evaluation data, after step 4 or the cache; the features
-       are in length order and ``eval_order`` maps them back to the examples.
-    6. ``collator(model)``: after the runner set ``pad_multiple`` for the device.
-    7. ``preprocess_logits`` and ``compute_metrics`` during every evaluation; ``compute_metrics`` keeps the
-       readable answers of the last one in ``predictions``.
-    8. ``write_predictions(directory)`` and ``card()`` after the final evaluation, on the main process.
+    5. ``set_eval(examples, features, order)``: whenever there is evaluation data, after step 4 or the cache. The
+       runner hands the features in length order: ``order[i]`` is where the i-th stood as preprocess made them (one
+       per example for most tasks: the example's position); ``in_dataset_order(rows, order)`` puts per-feature
+       results back. The task keeps what its evaluations read.
+    6. ``collator(model, pad_multiple)``: batches padded up to a multiple of ``pad_multiple`` tokens, the runner's
+       choice for the device (device.pad_multiple); None: each batch to its longest row.
+    7. ``preprocess_logits`` and ``score(prediction) -> (metrics, predictions)`` during every evaluation. Trainer
+       gets the metrics through ``Evaluations`` (its compute_metrics, made by the runner), which keeps the last
+       evaluation's readable predictions (None for a task that has none to write).
+    8. ``write_predictions(directory, predictions)`` with those predictions (None when no evaluation ran), and
+       ``card()``, after the final evaluation, on the main process.
+
+    The runner sets no attribute of a task: what a hook needs arrives as its arguments, what it makes for the job
+    is returned.
 
     Tasks never build a Trainer, resume, save or log metrics; runner.py and training.py do that for all of them.
     """
@@ -49,23 +57,15 @@ class Task:
     model_class: ClassVar[Any]  # an Auto* model class
     training_args_class: ClassVar[type[TrainingArguments]] = TrainingArguments
     trainer_class: ClassVar[type[Trainer]] = Trainer
-    metric_names: ClassVar[tuple[str, ...]] = ()  # what compute_metrics returns, without the eval_ prefix
+    metric_names: ClassVar[tuple[str, ...]] = ()  # the metrics score returns, without the eval_ prefix
     training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
     best_metric: ClassVar[str | None] = None  # metric_for_best_model when load_best_model_at_end is on
 
     def __init__(self, args: Any, tokenizer: PreTrainedTokenizerBase | None) -> None:
         self.args = args
         self.tokenizer = tokenizer
-        # Batch lengths are padded up to a multiple of this (set by the runner for the device, device.pad_multiple);
-        # None: each batch to its longest row.
-        self.pad_multiple: int | None = None
-        # The evaluation features are in length order (length_order): eval_order[i] is the dataset position of the
-        # i-th. None: in the data's order.
-        self.eval_order: Any = None
         # Input tokens per row (or per window), the model's limit applied (capped_length); None: no cut.
         self.max_length: int | None = None
-        # The last evaluation's readable answers, for write_predictions; None before any evaluation.
-        self.predictions: Any = None
 
     def prepare(self, raw: DatasetDict) -> DatasetDict:
         """Check the raw splits and return the ones to use (see the class docstring, step 2)."""
@@ -86,34 +86,52 @@ class Task:
         """Label tokens per row, for tasks whose labels are text (training, or evaluation); None: not cut."""
         return None
 
-    def set_eval(self, examples: Dataset, features: Dataset) -> None:
-        """The evaluation rows and the model inputs made from them, for tasks that map predictions back."""
+    def set_eval(self, examples: Dataset, features: Dataset, order: Any) -> None:
+        """The evaluation rows, the model inputs made from them (in length order) and that order (class docstring,
+        step 5), for tasks that map predictions back."""
 
-    def collator(self, model: PreTrainedModel) -> Callable | None:
+    def collator(self, model: PreTrainedModel, pad_multiple: int | None) -> Callable | None:
         return None
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def score(self, prediction: EvalPrediction) -> tuple[dict[str, float], Any]:
+        """One evaluation's metrics (the names in metric_names) and its readable predictions (None: none)."""
         raise NotImplementedError
 
     def preprocess_logits(self, logits: Any, labels: Any) -> Any:
-        """What evaluation keeps of each batch's logits until compute_metrics (default: everything)."""
+        """What evaluation keeps of each batch's logits until score (default: everything)."""
         return logits
 
-    def in_dataset_order(self, rows: list[Any]) -> list[Any]:
-        """Per-feature results of an evaluation (made in length order) back in the evaluation data's order."""
-        if self.eval_order is None:
-            return rows
-        ordered: list[Any] = [None] * len(rows)
-        for position, row in zip(self.eval_order, rows, strict=True):
-            ordered[position] = row
-        return ordered
-
-    def write_predictions(self, directory: Path) -> None:
-        """Write the last evaluation's predictions, for tasks whose answers are worth reading (rank 0 only)."""
+    def write_predictions(self, directory: Path, predictions: Any) -> None:
+        """Write the predictions score returned at the last evaluation (None when none ran), for tasks whose answers
+        are worth reading (rank 0 only)."""
 
     def card(self) -> dict[str, Any]:
         """Task facts for the model card and the resolved config (e.g. the label names)."""
         return {}
+
+
+class Evaluations:
+    """Trainer's compute_metrics for a task, made by the runner: Trainer gets each evaluation's metrics (a dict, its
+    contract) and the readable predictions of the last one stay in ``last``, for write_predictions."""
+
+    def __init__(self, task: Task) -> None:
+        self.score = task.score
+        self.last: Any = None
+
+    def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
+        metrics, self.last = self.score(prediction)
+        return metrics
+
+
+def in_dataset_order(rows: list[Any], order: Any) -> list[Any]:
+    """Per-feature results of an evaluation, made in set_eval's order, back in the evaluation data's order; order
+    None: as they are."""
+    if order is None:
+        return rows
+    ordered: list[Any] = [None] * len(rows)
+    for position, row in zip(order, rows, strict=True):
+        ordered[position] = row
+    return ordered
 
 
 def reference_split(raw: DatasetDict) -> str:

@@ -40,11 +40,10 @@ class QuestionAnswering(Task):
     def __init__(self, args: QuestionAnsweringArgs, tokenizer: PreTrainedTokenizerBase | None) -> None:
         super().__init__(args, tokenizer)
         self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
-        # What evaluations map the windows' logits back to (set_eval), and the last one's n-best lists.
+        # What evaluations map the windows' logits back to (set_eval).
         self.eval_contexts: dict[str, str] = {}
         self.eval_references: dict[str, list[str]] = {}
         self.eval_windows: Windows | None = None
-        self.nbest: dict[str, Any] = {}
 
     def prepare(self, raw: DatasetDict) -> DatasetDict:
         args, tokenizer = self.args, self.tokenizer
@@ -133,8 +132,9 @@ class QuestionAnswering(Task):
             desc="Tokenizing into windows",
         )
 
-    def set_eval(self, examples: Dataset, features: Dataset) -> None:
-        """Read once, column by column, what every evaluation maps the predictions back to."""
+    def set_eval(self, examples: Dataset, features: Dataset, order: Any) -> None:
+        """Read once, column by column, what every evaluation maps the predictions back to. The windows carry their
+        example ids: their order needs no mapping back."""
         # Whole columns ([:]): iterating a column of a dataset reads it row by row.
         ids, answers = examples["id"][:], examples[self.args.answer_column][:]
         self.eval_contexts = dict(zip(ids, examples[self.args.context_column][:], strict=True))
@@ -197,15 +197,16 @@ class QuestionAnswering(Task):
             encoded |= {"example_id": example_ids, "offset_mapping": kept_offsets, "cls_index": cls_indexes}
         return encoded
 
-    def collator(self, model: PreTrainedModel) -> Any:
+    def collator(self, model: PreTrainedModel, pad_multiple: int | None) -> Any:
         if self.args.pad_to_max_length:
             return default_data_collator
-        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_multiple)
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=pad_multiple)
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def score(self, prediction: EvalPrediction) -> tuple[dict[str, float], tuple[dict[str, str], dict[str, Any]]]:
+        """The SQuAD metrics, and (the answer of each question id, its n best candidates)."""
         start_logits, end_logits = prediction.predictions[:2]
         args = self.args
-        self.predictions, self.nbest = best_answers(
+        answers, nbest = best_answers(
             self.eval_contexts,
             self.eval_windows,
             start_logits,
@@ -215,14 +216,15 @@ class QuestionAnswering(Task):
             with_negative=args.version_2_with_negative,
             null_score_diff_threshold=args.null_score_diff_threshold,
         )
-        return squad_metrics(self.predictions, self.eval_references, args.version_2_with_negative)
+        return squad_metrics(answers, self.eval_references, args.version_2_with_negative), (answers, nbest)
 
-    def write_predictions(self, directory: Path) -> None:
-        if self.predictions is None:
+    def write_predictions(self, directory: Path, predictions: Any) -> None:
+        if predictions is None:
             return
+        answers, nbest = predictions
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "eval_predictions.json").write_text(json.dumps(self.predictions, indent=2, ensure_ascii=False))
-        (directory / "eval_nbest_predictions.json").write_text(json.dumps(self.nbest, indent=2, ensure_ascii=False))
+        (directory / "eval_predictions.json").write_text(json.dumps(answers, indent=2, ensure_ascii=False))
+        (directory / "eval_nbest_predictions.json").write_text(json.dumps(nbest, indent=2, ensure_ascii=False))
 
     def card(self) -> dict[str, Any]:
         return {"version_2_with_negative": self.args.version_2_with_negative}

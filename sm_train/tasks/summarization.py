@@ -26,7 +26,15 @@ from transformers import (
 from sm_train.catalog import METRIC_NAMES, SummarizationArgs
 from sm_train.errors import DataError
 from sm_train.metrics import rouge
-from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
+from sm_train.tasks.base import (
+    Task,
+    capped_length,
+    find_column,
+    in_dataset_order,
+    reference_split,
+    require_columns,
+    require_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ class Summarization(Task):
         self.max_length = capped_length("max_source_length", args.max_source_length, tokenizer)
         self.prefix = args.source_prefix  # resolved for the model in configure
         self.text_column = self.summary_column = ""  # found in prepare
+        # set_eval: the evaluation row each feature came from (the features are in length order); None: in order.
+        self.feature_rows: Any = None
 
     def prepare(self, raw: DatasetDict) -> DatasetDict:
         reference = reference_split(raw)
@@ -112,10 +122,14 @@ class Summarization(Task):
 
         return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
-    def collator(self, model: PreTrainedModel) -> DataCollatorForSeq2Seq:
+    def set_eval(self, examples: Dataset, features: Dataset, order: Any) -> None:
+        """One feature per evaluation row: the order puts the generated summaries back in the data's order."""
+        self.feature_rows = order
+
+    def collator(self, model: PreTrainedModel, pad_multiple: int | None) -> DataCollatorForSeq2Seq:
         # Inputs and labels alike are padded to the multiple.
         return DataCollatorForSeq2Seq(
-            self.tokenizer, model=model, label_pad_token_id=LABEL_PAD, pad_to_multiple_of=self.pad_multiple
+            self.tokenizer, model=model, label_pad_token_id=LABEL_PAD, pad_to_multiple_of=pad_multiple
         )
 
     def preprocess_logits(self, logits: Any, labels: Any) -> Any:
@@ -124,19 +138,20 @@ class Summarization(Task):
         logits = logits[0] if isinstance(logits, tuple) else logits
         return logits.argmax(-1) if logits.dim() == 3 else logits
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def score(self, prediction: EvalPrediction) -> tuple[dict[str, float], list[str]]:
+        """ROUGE and the generated length, and the summaries: one per evaluation row, in the data's order."""
         generated = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         decoded = decode(generated, self.tokenizer)
-        self.predictions = self.in_dataset_order(decoded)  # one line per evaluation row, in the data's order
         references = decode(prediction.label_ids, self.tokenizer)
         lengths = np.count_nonzero((generated != self.tokenizer.pad_token_id) & (generated != LABEL_PAD), axis=1)
-        return {**rouge(decoded, references), "gen_len": float(np.mean(lengths))}
+        metrics = {**rouge(decoded, references), "gen_len": float(np.mean(lengths))}
+        return metrics, in_dataset_order(decoded, self.feature_rows)
 
-    def write_predictions(self, directory: Path) -> None:
-        if self.predictions is None:
+    def write_predictions(self, directory: Path, predictions: Any) -> None:
+        if predictions is None:
             return
         directory.mkdir(parents=True, exist_ok=True)
-        lines = (prediction.replace("\n", " ") for prediction in self.predictions)
+        lines = (prediction.replace("\n", " ") for prediction in predictions)
         (directory / "generated_predictions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def card(self) -> dict[str, Any]:

@@ -214,14 +214,14 @@ class TextClassification(Task):
 
         return split.map(encode, batched=True, remove_columns=split.column_names, num_proc=num_proc, desc="Tokenizing")
 
-    def collator(self, model: PreTrainedModel) -> DataCollatorWithPadding:
+    def collator(self, model: PreTrainedModel, pad_multiple: int | None) -> DataCollatorWithPadding:
         # Dynamic padding: each batch to its own longest row (rounded up to the multiple on a GPU), never every row
         # to max_seq_length.
-        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=self.pad_multiple)
+        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=pad_multiple)
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def score(self, prediction: EvalPrediction) -> tuple[dict[str, float], None]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return classification_metrics(np.argmax(logits, axis=-1), prediction.label_ids, len(self.label_names))
+        return classification_metrics(np.argmax(logits, axis=-1), prediction.label_ids, len(self.label_names)), None
 
     def card(self) -> dict[str, Any]:
         return {"labels": self.label_names}

@@ -70,3 +70,29 @@ def test_scale_without_json_writes_nothing(tmp_path: Path) -> None:
         name, first_step, wall, rss = line.split()
         assert name == rows and float(rss) > 0 and float(wall) >= float(first_step) > 0
     assert re.fullmatch(r"time ratio \d+\.\d\d for 2x the rows \(goal: peak RSS < 2048 MB\)", last)
+
+
+def test_jobs_keep_the_pythonpath_and_cpu_hides_the_gpu(monkeypatch) -> None:
+    """The jobs bench.py starts find packages where this process does (make test-gpu unpacks wheels into a folder on
+    PYTHONPATH), after the offline guard; --device cpu hides any GPU from them."""
+    import argparse
+
+    from scripts.bench import child_env
+    from tests.jobs import job_env
+
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/site")
+    for device, hidden in (("cpu", True), ("cuda", False)):
+        env = child_env(Path("/opt/ml"), argparse.Namespace(device=device), Path("/cache"))
+        assert env["PYTHONPATH"].split(":") == [job_env(Path("/opt/ml"))["PYTHONPATH"], "/somewhere/site"]
+        assert (env.get("CUDA_VISIBLE_DEVICES") == "") is hidden
+
+
+def test_device_cuda_without_a_gpu_says_so(tmp_path: Path) -> None:
+    import os
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--device", "cuda", "--size", "tiny"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert done.returncode != 0 and "--device cuda: torch sees no CUDA device" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -231,7 +231,7 @@ def test_unknown_columns_fail_with_the_list(tmp_path, monkeypatch, capsys) -> No
 
 
 def test_unexpected_errors_write_a_redacted_failure_and_clean_up(tmp_path, monkeypatch, tiny_encoder) -> None:
-    def explode(cfg: Any, env: Any) -> None:
+    def explode(cfg: Any, env: Any, hardware: Any) -> None:
         (env.model_dir / "model.safetensors").write_text("half written")
         (env.model_dir / "sub").mkdir()
         raise RuntimeError("boom while using token hf_Secret123 " + "x" * 2000)
@@ -252,7 +252,7 @@ def test_base_exceptions_like_tokenizer_panics_are_caught(tmp_path, monkeypatch,
     class PanicException(BaseException):  # what the tokenizers Rust bindings raise
         pass
 
-    def panic(cfg: Any, env: Any) -> None:
+    def panic(cfg: Any, env: Any, hardware: Any) -> None:
         raise PanicException("assertion failed: stride < max_len")
 
     monkeypatch.setattr(runner, "run", panic)

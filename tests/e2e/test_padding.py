@@ -76,14 +76,12 @@ def test_exact_padding_on_cpu_by_default(tmp_path, monkeypatch) -> None:
 def test_evaluation_runs_longest_first_and_answers_in_dataset_order(tmp_path, monkeypatch) -> None:
     from datasets import Dataset
 
-    from sm_train.tasks.base import Task, length_order
+    from sm_train.tasks.base import in_dataset_order, length_order
 
     features = Dataset.from_dict({"input_ids": [[1], [1, 2, 3], [1, 2], [1, 2, 3]]})
     order = length_order(features)
     assert order.tolist() == [1, 3, 2, 0]
-    task = Task(None, None)
-    task.eval_order = order
-    assert task.in_dataset_order(["b", "d", "c", "a"]) == ["a", "b", "c", "d"]
+    assert in_dataset_order(["b", "d", "c", "a"], order) == ["a", "b", "c", "d"]
 
     seen = record_batches(monkeypatch)
     hps, channels = data(tmp_path, "text-classification")

@@ -16,6 +16,7 @@ from datasets import DatasetDict
 from sm_train.catalog import METRIC_NAMES
 from sm_train.config import parse
 from sm_train.data import load_path
+from sm_train.device import DeviceInfo
 from sm_train.env import from_environ
 from sm_train.metrics import metric_definitions
 from tests.sdk import CHANNELS, DATA, README, data_file, launch, run_blocks
@@ -99,8 +100,8 @@ def test_both_sdks_hyperparameters_type_identically(tmp_path: Path, index: int) 
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     v2 = launch("sdk-v2").requests[index]["HyperParameters"]
     v3 = launch("sdk-v3").requests[index]["HyperParameters"]
-    from_v2 = parse([(k, json.loads(v)) for k, v in v2.items() if not k.startswith("sagemaker_")], env)
-    from_v3 = parse(list(v3.items()), env)
+    from_v2 = parse([(k, json.loads(v)) for k, v in v2.items() if not k.startswith("sagemaker_")], env, DeviceInfo())
+    from_v3 = parse(list(v3.items()), env, DeviceInfo())
     assert from_v2.job == from_v3.job and from_v2.task_args == from_v3.task_args
     assert from_v2.training_args.to_dict() == from_v3.training_args.to_dict()
     assert from_v3.training_args.fp16 is True and isinstance(from_v3.training_args.learning_rate, float)
@@ -170,7 +171,7 @@ def test_each_task_reads_the_uploaded_data(tmp_path: Path, index: int) -> None:
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     sdk = launch("sdk-v3")
     request = sdk.requests[index]
-    cfg = parse(list(request["HyperParameters"].items()), env)
+    cfg = parse(list(request["HyperParameters"].items()), env, DeviceInfo())
     raw = DatasetDict(
         train=load_path(sdk.channel(request, "train")), eval=load_path(sdk.channel(request, "validation"))
     )

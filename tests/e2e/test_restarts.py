@@ -4,6 +4,7 @@ skips checkpoints that do not load, and every way a job ends early leaves a spec
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -177,6 +178,13 @@ class SlowPreprocessing(TextClassification):
         time.sleep(120)
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler of its own for `signum` (Linux: the SigCgt mask of /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.MULTILINE)[1], 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
 @pytest.mark.external
 @pytest.mark.parametrize("when", ["while starting", "while preprocessing"])
 def test_a_signal_before_training_writes_the_failure_file(tmp_path, tiny_encoder, when) -> None:
@@ -184,7 +192,11 @@ def test_a_signal_before_training_writes_the_failure_file(tmp_path, tiny_encoder
     job = make_tree(tmp_path, {"model_name_or_path": str(tiny_encoder), **HPS, "task": task}, channels(tmp_path, ROWS))
     process = start(job)
     if when == "while starting":
-        time.sleep(1.5)  # importing transformers
+        # The starting phase's handler is installed before transformers is imported, which takes seconds: signal as
+        # soon as the process catches SIGTERM, not after a guessed delay (too early: killed by the default action).
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline and not catches(process.pid, signal.SIGTERM):
+            time.sleep(0.01)
     else:
         for line in process.stdout:
             if "preprocessing now" in line:

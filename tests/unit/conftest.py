@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sm_train.config import Config, parse
+from sm_train.device import DeviceInfo
 from sm_train.env import SageMakerEnv, from_environ
 
 
@@ -21,9 +22,10 @@ def env(tmp_path: Path) -> SageMakerEnv:
 
 @pytest.fixture
 def parsed(env: SageMakerEnv) -> Callable[..., Config]:
-    """parsed(name=value, ...): the Config of a job with model_name_or_path=m and these hyperparameters, in env."""
+    """parsed(name=value, ...): the Config of a job with model_name_or_path=m and these hyperparameters, in env, on
+    a CPU (tests/unit/test_device.py describes GPUs)."""
 
     def parse_values(**values: Any) -> Config:
-        return parse([("model_name_or_path", "m"), *values.items()], env)
+        return parse([("model_name_or_path", "m"), *values.items()], env, DeviceInfo())
 
     return parse_values

@@ -168,7 +168,7 @@ def test_distributed_agrees_every_second_not_every_step(
 ) -> None:
     """100 steps: a collective at the first step, then about every CHECK_SECONDS (at most MAX_CHECK_STEPS apart,
     at least every step), each with one device sync."""
-    monkeypatch.setattr(collective, "_distributed", lambda: True)
+    monkeypatch.setattr(collective, "distributed", lambda: True)
     reduced: list[torch.Tensor] = []
     monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=None: reduced.append(tensor.clone()))
     counter = Counter(monkeypatch)
@@ -193,7 +193,7 @@ def run_processes(
     """`world` simulated processes in threads that all_reduce for real (MAX, in lockstep), each with its own clock
     and pace; process r receives SIGTERM after its step signalled[r]. Per process: the steps it checked, saved and
     stopped at."""
-    monkeypatch.setattr(collective, "_distributed", lambda: True)
+    monkeypatch.setattr(collective, "distributed", lambda: True)
     barrier = threading.Barrier(world)
     contributions: list[torch.Tensor | None] = [None] * world
     rank_of: dict[int, int] = {}
@@ -329,22 +329,6 @@ def test_real_gloo_processes_stop_together_with_few_collectives() -> None:
     assert outcome[0][1] == outcome[1][1] < outcome[0][0] / 5
 
 
-def test_after_a_signal_repeated_ones_are_ignored_to_the_end() -> None:
-    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with SaveOrStop(grace=90) as stopper:
-            stopper.received = signal.SIGTERM  # what _handle records (without its grace timer)
-        # Exiting the block (the save done, Interrupted on its way to the exit code) must not restore the default
-        # action: a second SIGTERM would then end the process by the signal, not with 143.
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
-        with SaveOrStop(grace=90):
-            pass
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # no signal this time: what was there is back
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-
-
 # --- progress a person can follow (progress.py) -------------------------------------------------------------------
 
 
@@ -365,12 +349,14 @@ def test_durations_read_as_a_person_writes_them() -> None:
 
 
 class FakeTrainer:
-    """What Progress.attach uses of a Trainer: the method Trainer hands its loss accumulator to after each step."""
+    """What Progress gets of a Trainer: the loss accumulator handed over after each step, as trainer_seam does (whose
+    own hand-over tests/unit/test_trainer_seam.py checks in real training loops)."""
 
-    def __init__(self, args: TrainingArguments, state: TrainerState) -> None:
-        self.args, self.state, self.handed_over = args, state, 0
+    def __init__(self, args: TrainingArguments, state: TrainerState, callback: Progress) -> None:
+        self.args, self.state, self.callback, self.handed_over = args, state, callback, 0
 
     def _maybe_log_save_evaluate(self, tr_loss: torch.Tensor, *rest: object, **kwargs: object) -> None:
+        self.callback.on_train_loss(self.args, self.state, tr_loss)
         self.handed_over += 1
 
 
@@ -379,9 +365,7 @@ def watch(
 ) -> tuple[Progress, FakeTrainer]:
     callback = Progress(Facts({"train": 800, "eval": 80}, hosts=1, keep=2), follow_logs=follow_logs)
     callback.clock = clock
-    trainer = FakeTrainer(args, state)
-    callback.attach(trainer)
-    return callback, trainer
+    return callback, FakeTrainer(args, state, callback)
 
 
 def train_steps(callback: Progress, trainer: FakeTrainer, clock: Clock, count: int, loss: torch.Tensor) -> None:

@@ -72,7 +72,7 @@ def test_a_token_in_the_environment_never_reaches_the_failure_file(tmp_path: Pat
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefgh12345")
 
-    def leaky(cfg, env) -> None:  # noqa: ANN001
+    def leaky(cfg, env, hardware) -> None:  # noqa: ANN001
         raise RuntimeError("request with hf_abcdefgh12345 failed")
 
     monkeypatch.setattr(runner, "run", leaky)
@@ -165,7 +165,7 @@ def test_only_help_before_the_hyperparameters_counts(command: str, args: list[st
 def test_a_value_of_minus_h_still_reaches_its_field(tmp_path: Path, monkeypatch) -> None:
     """The toolkit passes hyperparameters.json as argv too (--hub_model_id -h ...): a job, not help."""
     seen = []
-    monkeypatch.setattr(runner, "run", lambda cfg, env: seen.append(cfg.training_args.hub_model_id))
+    monkeypatch.setattr(runner, "run", lambda cfg, env, hardware: seen.append(cfg.training_args.hub_model_id))
     job = make_tree(tmp_path / "job", {"model_name_or_path": "m", "hub_model_id": "-h"})
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
     assert cli.main(["--hub_model_id", "-h", "--model_name_or_path", "m"]) == 0

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from sm_train.config import parse
+from sm_train.device import DeviceInfo
 
 
 @pytest.mark.parametrize(
@@ -22,7 +23,7 @@ from sm_train.config import parse
 )
 def test_aliases_and_renames(env, key, value, attribute, expected, caplog) -> None:
     caplog.set_level(logging.INFO)
-    args = parse([("model_name_or_path", "m"), (key, value)], env).training_args
+    args = parse([("model_name_or_path", "m"), (key, value)], env, DeviceInfo()).training_args
     actual = getattr(args, attribute)
     assert (actual.value if hasattr(actual, "value") else actual) == expected
     if not key.startswith("--"):
@@ -30,7 +31,7 @@ def test_aliases_and_renames(env, key, value, attribute, expected, caplog) -> No
 
 
 def test_model_name_alias(env) -> None:
-    assert parse([("model_name", "bert")], env).job.model_name_or_path == "bert"
+    assert parse([("model_name", "bert")], env, DeviceInfo()).job.model_name_or_path == "bert"
 
 
 def test_transformers_5_removals_are_translated(parsed, caplog) -> None:

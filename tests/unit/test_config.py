@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from sm_train.config import load, parse
+from sm_train import device
+from sm_train.config import parse, source_items
+from sm_train.device import DeviceInfo
 from sm_train.env import SageMakerEnv, from_environ
 from sm_train.errors import ConfigError
+
+CPU = DeviceInfo()
 
 
 @pytest.mark.parametrize("given", ["/opt/ml/model", "/opt/ml/checkpoints", "out"])
@@ -60,8 +64,14 @@ def test_reserved_keys_are_not_hyperparameters(parsed) -> None:
 def test_model_channel_is_the_default_model(tmp_path: Path) -> None:
     (tmp_path / "input" / "data" / "model").mkdir(parents=True)
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    assert parse([], env).job.model_name_or_path == str(tmp_path / "input" / "data" / "model")
-    assert parse([("model_name_or_path", "x")], env).job.model_name_or_path == "x"
+    assert parse([], env, CPU).job.model_name_or_path == str(tmp_path / "input" / "data" / "model")
+    assert parse([("model_name_or_path", "x")], env, CPU).job.model_name_or_path == "x"
+
+
+def test_parsing_asks_no_hardware(env, monkeypatch) -> None:
+    """The caller describes the device once (cli.train, check) and passes it in: parsing never asks torch."""
+    monkeypatch.setattr(device, "describe", lambda: pytest.fail("config.parse described the device itself"))
+    assert not parse([("model_name_or_path", "m")], env, CPU).training_args.bf16
 
 
 def test_argv_is_ignored_inside_sagemaker(tmp_path: Path) -> None:
@@ -70,7 +80,7 @@ def test_argv_is_ignored_inside_sagemaker(tmp_path: Path) -> None:
     (config / "hyperparameters.json").write_text(json.dumps({"model_name_or_path": '"m"', "epochs": "2"}))
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     # What toolkit 5.1.1's /bin/sh would have made of the same values: never read.
-    cfg = load(env, ["--epochs", "7", "[a,", "b]"])
+    cfg = parse(source_items(env, ["--epochs", "7", "[a,", "b]"]), env, CPU)
     assert cfg.training_args.num_train_epochs == 2.0
 
 
@@ -100,9 +110,8 @@ def test_question_answering_judges_the_best_model_by_f1_only_when_it_loads_it(en
     assert args.metric_for_best_model == "f1" and args.greater_is_better
     assert parsed(**best, metric_for_best_model="exact_match").training_args.metric_for_best_model == "exact_match"
     assert parsed(task="question-answering").training_args.metric_for_best_model is None
-    assert load(env, ["--model_name_or_path", "m", "--group_by_length"]).training_args.train_sampling_strategy == (
-        "group_by_length"  # a value-less flag is true, also where a name is translated
-    )
+    flag = parse(source_items(env, ["--model_name_or_path", "m", "--group_by_length"]), env, CPU)
+    assert flag.training_args.train_sampling_strategy == "group_by_length"  # a value-less flag is true, translated too
 
 
 def _sagemaker_env(tmp_path: Path, hyperparameters: dict[str, str]) -> SageMakerEnv:
@@ -110,6 +119,11 @@ def _sagemaker_env(tmp_path: Path, hyperparameters: dict[str, str]) -> SageMaker
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     return from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+
+
+def _parsed(env: SageMakerEnv, argv: list[str] | None = None):
+    """The job's Config from its sources: hyperparameters.json inside SageMaker, else argv."""
+    return parse(source_items(env, argv or []), env, CPU)
 
 
 @pytest.mark.parametrize(
@@ -122,25 +136,21 @@ def _sagemaker_env(tmp_path: Path, hyperparameters: dict[str, str]) -> SageMaker
 )
 def test_a_string_field_keeps_the_text_given_in_every_dialect(tmp_path: Path, dialect) -> None:
     values = {"model_name_or_path": "m", "run_name": "3.10", "hub_model_id": "1e3", "text_column": "0.10"}
-    cfg = load(_sagemaker_env(tmp_path, dialect(values)), [])
+    cfg = _parsed(_sagemaker_env(tmp_path, dialect(values)))
     assert cfg.training_args.run_name == "3.10" and cfg.training_args.hub_model_id == "1e3"
     assert cfg.task_args.text_column == "0.10"
-    argv = load(from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path / "none")}), ["--run_name", "3.10"])
+    argv = _parsed(from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path / "none")}), ["--run_name", "3.10"])
     assert argv.training_args.run_name == "3.10"
 
 
 def test_raw_numbers_and_flags_are_typed_by_their_field(tmp_path: Path) -> None:
     raw = {"model_name_or_path": "m", "epochs": "2", "learning_rate": "3e-5", "fp16": "false", "label_names": '["a"]'}
-    cfg = load(_sagemaker_env(tmp_path, raw), [])
+    cfg = _parsed(_sagemaker_env(tmp_path, raw))
     args = cfg.training_args
     assert args.num_train_epochs == 2.0 and args.learning_rate == 3e-5 and args.fp16 is False
     assert args.label_names == ["a"]
-    assert (
-        load(
-            _sagemaker_env(tmp_path / "n", {"model_name_or_path": "m", "max_steps": "null"}), []
-        ).training_args.max_steps
-        == -1
-    )
+    unset = _sagemaker_env(tmp_path / "n", {"model_name_or_path": "m", "max_steps": "null"})
+    assert _parsed(unset).training_args.max_steps == -1
 
 
 @pytest.mark.parametrize(
@@ -153,18 +163,18 @@ def test_raw_numbers_and_flags_are_typed_by_their_field(tmp_path: Path) -> None:
 )
 def test_one_value_per_field(env, items, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse([("model_name_or_path", "m"), *items], env)
+        parse([("model_name_or_path", "m"), *items], env, CPU)
 
 
 def test_check_collects_every_hyperparameter_problem_and_parses_the_rest(env) -> None:
     problems: list[str] = []
     items = [("model_name_or_path", "m"), ("learnin_rate", "1"), ("per_device_train_batch_size", "0"), ("seed", "-3"),
              ("epochs", "2"), ("num_train_epochs", "3"), ("fp16", "maybe"), ("max_steps", "7")]  # fmt: skip
-    cfg = parse(items, env, problems)
+    cfg = parse(items, env, CPU, problems)
     assert len(problems) == 5, problems
     for expected in ("'learnin_rate'", "'per_device_train_batch_size'", "'seed'", "both set", "'fp16'"):
         assert any(expected in problem for problem in problems), expected
     assert cfg.training_args.max_steps == 7 and cfg.training_args.num_train_epochs == 2
     assert cfg.training_args.per_device_train_batch_size == 8  # set aside: the default applies
     with pytest.raises(ConfigError, match="learnin_rate"):
-        parse(items, env)  # a job stops at the first
+        parse(items, env, CPU)  # a job stops at the first

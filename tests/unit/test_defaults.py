@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from sm_train.config import parse
+from sm_train.device import DeviceInfo
 from sm_train.env import from_environ
 from sm_train.errors import ConfigError
 
@@ -20,11 +21,11 @@ def test_checkpoint_dir_hyperparameter_and_one_folder_per_host(tmp_path: Path) -
     config = tmp_path / "input" / "config"
     config.mkdir(parents=True)
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    single = parse([("model_name_or_path", "m"), ("checkpoint_dir", "/ckpt")], env).training_args
+    single = parse([("model_name_or_path", "m"), ("checkpoint_dir", "/ckpt")], env, DeviceInfo()).training_args
     assert single.output_dir == "/ckpt" and not single.save_on_each_node
     (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}))
     env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    args = parse([("model_name_or_path", "m")], env).training_args
+    args = parse([("model_name_or_path", "m")], env, DeviceInfo()).training_args
     assert args.output_dir == str(tmp_path / "checkpoints" / "algo-2")
     assert args.save_on_each_node  # every host keeps a whole checkpoint of its own to resume from
 

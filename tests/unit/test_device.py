@@ -47,17 +47,28 @@ def test_data_loading_defaults() -> None:
     assert device.dataloader_defaults(H100, 8, 8)["dataloader_num_workers"] == 0  # one core per GPU: none to spare
 
 
-def test_attention_backend_setting(monkeypatch) -> None:
-    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", lambda on: calls.append(on))
+def test_attention_backend_decision_is_pure(monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", lambda on: pytest.fail("the decision set the switch"))
+    allowed, said = device.attention_backends(H100, False)
+    assert allowed is False and "cudnn_attention=true" in said
+    assert device.attention_backends(H100, True) == (True, None)
+    assert device.attention_backends(CPU, False) == (False, None)  # nothing to say without a GPU
+
+
+def test_applying_the_attention_backend_sets_the_process_wide_switch(monkeypatch) -> None:
     calls: list[bool] = []
-    assert "cudnn_attention=true" in device.attention_backends(H100, False)
-    assert device.attention_backends(H100, True) is None and device.attention_backends(CPU, False) is None
+    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", lambda on: calls.append(on))
+    assert "cudnn_attention=true" in device.apply_attention_backends(H100, False)
+    assert device.apply_attention_backends(H100, True) is None
+    assert device.apply_attention_backends(CPU, False) is None  # set on CPU too, where it changes nothing
     assert calls == [False, True, False]
 
 
 def parsed(tmp_path: Path, monkeypatch, hardware: DeviceInfo, **given):
-    monkeypatch.setattr(device, "describe", lambda: hardware)
-    return config.parse(list(given.items()), from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})).training_args
+    """The training arguments parsed for a job on `hardware`, as described by the caller; never asked for."""
+    monkeypatch.setattr(device, "describe", lambda: pytest.fail("parsing described the device"))
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    return config.parse(list(given.items()), env, hardware).training_args
 
 
 def test_defaults_reach_the_training_arguments(tmp_path: Path, monkeypatch) -> None:

@@ -4,9 +4,14 @@ import json
 
 import pytest
 
-from sm_train.config import load, parse
-from sm_train.dialects import NO_VALUE, argv_items
+from sm_train import cli
+from sm_train.config import parse, source_items
+from sm_train.device import DeviceInfo
+from sm_train.dialects import NO_VALUE, argv_items, render
 from sm_train.errors import ConfigError
+from tests.jobs import make_tree
+
+CPU = DeviceInfo()
 
 
 @pytest.mark.parametrize("value", [True, "true", "True", "TRUE", "1", 1, "yes", "y", "t"])
@@ -78,7 +83,7 @@ def test_argv_with_the_toolkits_rendering(env) -> None:
         "5e-05",
         "--dataloader_drop_last",
     ]
-    cfg = load(env, argv)
+    cfg = parse(source_items(env, argv), env, CPU)
     args = cfg.training_args
     assert args.logging_first_step is False and args.label_names == ["a", "b"]
     assert args.lr_scheduler_kwargs == {"num_cycles": 2, "power": 1.0}
@@ -99,7 +104,7 @@ def test_argv_items_shapes() -> None:
 
 def test_value_less_flag_for_a_value_field_fails(env) -> None:
     with pytest.raises(ConfigError, match="'seed' needs a value"):
-        load(env, ["--model_name_or_path", "m", "--seed"])
+        parse(source_items(env, ["--model_name_or_path", "m", "--seed"]), env, CPU)
 
 
 FSDP_CONFIG = {"transformer_layer_cls_to_wrap": ["BertLayer"], "state_dict_type": "SHARDED_STATE_DICT"}
@@ -123,7 +128,7 @@ def test_fsdp_reaches_training_arguments_in_every_dialect(parsed, fsdp_config) -
 
 def test_fsdp_on_the_toolkits_argv(env) -> None:
     argv = ["--model_name_or_path", "m", "--fsdp", "full_shard auto_wrap", "--fsdp_config", "min_num_params=10"]
-    args = load(env, argv).training_args
+    args = parse(source_items(env, argv), env, CPU).training_args
     assert args.fsdp and args.fsdp_config["min_num_params"] == 10
 
 
@@ -182,15 +187,39 @@ def _sdk_v3(value):  # noqa: ANN001, ANN202 - as sagemaker-train's safe_serializ
     ],
 )
 def test_every_dialect_types_a_job_as_sdk_v2s_json_does(env, dialect: str) -> None:
-    expected = parse(list(json.loads(json.dumps(EVERY_KIND)).items()), env)  # SDK v2: json.dumps, read back typed
+    expected = parse(list(json.loads(json.dumps(EVERY_KIND)).items()), env, CPU)  # SDK v2: json.dumps, read back typed
     if dialect.startswith("sdk-v3 raw"):
-        cfg = parse([(k, _sdk_v3(v)) for k, v in EVERY_KIND.items()], env)
+        cfg = parse([(k, _sdk_v3(v)) for k, v in EVERY_KIND.items()], env, CPU)
     elif dialect.startswith("sdk-v3 driver"):
-        cfg = load(env, [token for k, v in EVERY_KIND.items() for token in (f"--{k}", _sdk_v3(v))])
+        argv = [token for k, v in EVERY_KIND.items() for token in (f"--{k}", _sdk_v3(v))]
+        cfg = parse(source_items(env, argv), env, CPU)
     else:
         toolkit = {dict: lambda d: ",".join(f"{k}={v}" for k, v in d.items())}
-        cfg = load(env, [t for k, v in EVERY_KIND.items() for t in (f"--{k}", toolkit.get(type(v), str)(v))])
+        argv = [t for k, v in EVERY_KIND.items() for t in (f"--{k}", toolkit.get(type(v), str)(v))]
+        cfg = parse(source_items(env, argv), env, CPU)
     assert cfg.job == expected.job and cfg.task_args == expected.task_args
     assert cfg.training_args.to_dict() == expected.training_args.to_dict()
     assert cfg.training_args.logging_first_step is True and cfg.training_args.dataloader_drop_last is False
     assert cfg.training_args.lr_scheduler_kwargs == {"num_cycles": 2, "power": 1.0}
+
+
+# A list or dict hyperparameter keeps its shape: a value of the other shape fails naming the field.
+
+
+@pytest.mark.parametrize("value", [{"labels": 1}, '{"labels": 1}', [["labels"]], '[["a"], "b"]'])
+def test_list_hyperparameters_refuse_objects_and_nesting(value) -> None:
+    with pytest.raises(ConfigError, match=r"Hyperparameter 'label_names' takes a .*list.*; pass a JSON list"):
+        render("label_names", value, "list")
+
+
+@pytest.mark.parametrize("value", [["a"], '["a"]'])
+def test_dict_hyperparameters_refuse_lists(value) -> None:
+    with pytest.raises(ConfigError, match=r"Hyperparameter 'fsdp_config' takes a JSON object .* got a list"):
+        render("fsdp_config", value, "dict")
+
+
+def test_a_dict_for_label_names_fails_the_job(tmp_path, monkeypatch) -> None:
+    job = make_tree(tmp_path, {"model_name_or_path": "m", "label_names": {"labels": 1}})
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    assert cli.main(["train"]) == 1
+    assert job.failure is not None and job.failure.startswith("Hyperparameter 'label_names' takes a list")

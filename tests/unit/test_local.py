@@ -13,6 +13,7 @@ import pytest
 
 from sm_train import local, local_rerun, local_tree
 from sm_train.config import parse
+from sm_train.device import DeviceInfo
 from sm_train.env import from_environ
 from sm_train.errors import UserError
 from tests.unit.test_checkpoint import make as make_checkpoint
@@ -42,7 +43,7 @@ def test_the_tree_reads_back_as_a_job_with_raw_string_hyperparameters(tmp_path) 
     assert (env.channels["validation"] / "val.csv").resolve() == tmp_path / "val.csv"  # a file: linked in a folder
     assert env.checkpoint_dir == root / "checkpoints" and env.checkpoints_synced  # kept between runs
     assert env.launcher == {} and env.job_name == "local-tree" and env.program is None
-    cfg = parse(list(env.hyperparameters.items()), env)
+    cfg = parse(list(env.hyperparameters.items()), env, DeviceInfo())
     assert (
         cfg.training_args.max_steps == -1
         and cfg.training_args.do_train is True

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from sm_train import cli, models
-from sm_train.config import load, parse
+from sm_train.config import parse, source_items
+from sm_train.device import DeviceInfo
 from sm_train.env import from_environ
 from sm_train.errors import ConfigError
 
 TRUST = "Set trust_remote_code=true if you trust that code."
+CPU = DeviceInfo()
 
 
 def in_sagemaker(tmp_path: Path, hyperparameters: dict[str, Any]):
@@ -33,7 +35,8 @@ def in_sagemaker(tmp_path: Path, hyperparameters: dict[str, Any]):
 def test_values_that_start_with_a_dash_reach_their_fields(tmp_path: Path) -> None:
     hps = {"task": "question-answering", "null_score_diff_threshold": -1e-05, "run_name": "-exp-1",
            "label_names": ["-start", "end"], "max_steps": -1, "hub_model_id": "-h"}  # fmt: skip
-    cfg = load(in_sagemaker(tmp_path, hps), [])
+    env = in_sagemaker(tmp_path, hps)
+    cfg = parse(source_items(env, []), env, CPU)
     args = cfg.training_args
     assert cfg.task_args.null_score_diff_threshold == -1e-05
     assert args.run_name == "-exp-1" and args.label_names == ["-start", "end"]
@@ -41,17 +44,18 @@ def test_values_that_start_with_a_dash_reach_their_fields(tmp_path: Path) -> Non
 
 
 def test_a_negative_learning_rate_gets_its_own_message(tmp_path: Path) -> None:
+    env = in_sagemaker(tmp_path, {"learning_rate": -5e-05})
     with pytest.raises(ConfigError, match=r"'learning_rate' must not be negative, got -5e-05"):
-        load(in_sagemaker(tmp_path, {"learning_rate": -5e-05}), [])
+        parse(source_items(env, []), env, CPU)
 
 
 def test_argv_values_that_start_with_a_dash(env) -> None:
     # On a command line "--name -x" is ambiguous, "--name=-x" is not; numbers are always values.
     argv = ["--model_name_or_path", "m", "--run_name=-exp-1", "--max_steps", "-1", "--label_names=-a,b"]
-    args = load(env, argv).training_args
+    args = parse(source_items(env, argv), env, CPU).training_args
     assert args.run_name == "-exp-1" and args.max_steps == -1 and args.label_names == ["-a", "b"]
     with pytest.raises(ConfigError, match=r"'learning_rate' must not be negative, got -5e-05"):
-        load(env, ["--model_name_or_path", "m", "--learning_rate", "-5e-05"])
+        parse(source_items(env, ["--model_name_or_path", "m", "--learning_rate", "-5e-05"]), env, CPU)
 
 
 # --- problems outside sm_train are named, with their remedy --------------------------------------------
@@ -62,9 +66,9 @@ def test_report_to_an_integration_that_is_not_installed(env, monkeypatch) -> Non
 
     monkeypatch.setattr(integration_utils, "is_wandb_available", lambda: False)
     with pytest.raises(ConfigError, match=r"report_to=wandb needs the wandb package.*requirements.txt"):
-        parse([("model_name_or_path", "m"), ("report_to", "wandb")], env)
+        parse([("model_name_or_path", "m"), ("report_to", "wandb")], env, CPU)
     with pytest.raises(ConfigError, match=r"report_to='wandbb' is not an integration .* one of: .*wandb"):
-        parse([("model_name_or_path", "m"), ("report_to", "wandbb")], env)
+        parse([("model_name_or_path", "m"), ("report_to", "wandbb")], env, CPU)
 
 
 @pytest.fixture
@@ -80,7 +84,7 @@ def online(monkeypatch):
 
 def test_push_to_hub_is_checked_before_the_model_loads(env, online, monkeypatch) -> None:
     def push(**more: Any):
-        return parse([("model_name_or_path", "m"), ("push_to_hub", True), *more.items()], env)
+        return parse([("model_name_or_path", "m"), ("push_to_hub", True), *more.items()], env, CPU)
 
     with pytest.raises(ConfigError, match=r"push_to_hub=true needs hub_model_id"):
         push()
@@ -94,7 +98,7 @@ def test_push_to_hub_is_checked_before_the_model_loads(env, online, monkeypatch)
 def test_push_to_hub_in_an_offline_job(env) -> None:
     # The test session itself runs with HF_HUB_OFFLINE=1.
     with pytest.raises(ConfigError, match=r"push_to_hub=true, but the Hugging Face Hub is switched off"):
-        parse([("model_name_or_path", "m"), ("push_to_hub", "true"), ("hub_model_id", "me/m")], env)
+        parse([("model_name_or_path", "m"), ("push_to_hub", "true"), ("hub_model_id", "me/m")], env, CPU)
 
 
 def custom_model(directory: Path, auto_map: bool = True) -> Path:
@@ -116,7 +120,7 @@ def test_custom_code_needs_trust_remote_code(tmp_path: Path, env) -> None:
     assert str(raised.value).endswith(TRUST)
     assert "configuration_custom.py, modeling_custom.py" in str(raised.value)
     # The setting the message advises is one the job accepts.
-    assert parse([("model_name_or_path", "m"), ("trust_remote_code", "true")], env).job.trust_remote_code
+    assert parse([("model_name_or_path", "m"), ("trust_remote_code", "true")], env, CPU).job.trust_remote_code
 
 
 def test_unknown_architecture_without_code(tmp_path: Path) -> None:

@@ -8,12 +8,14 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import EvalPrediction
 
+from sm_train import cli
 from sm_train.data import load_path
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import normalize_answer, squad_metrics
 from sm_train.tasks.qa_spans import Windows, answer_list, best_answers
 from sm_train.tasks.question_answering import QuestionAnswering, QuestionAnsweringArgs
 from tests import tiny
+from tests.jobs import make_tree, write_rows
 
 # "aa bb cc dd ee ff": two windows that overlap on "cc dd"; None marks question and special tokens.
 CONTEXT = "aa bb cc dd ee ff"
@@ -237,15 +239,16 @@ def test_evaluation_maps_window_logits_back_to_answers(tokenizer) -> None:
     qa = task(tokenizer, version_2_with_negative=True)
     raw = prepared(qa, rows)
     features = qa.preprocess(raw["eval"], training=False)
-    qa.set_eval(raw["eval"], features)
+    qa.set_eval(raw["eval"], features, None)
     # Logits that point at each window's labelled span, padded with -100 to the longest window as Trainer does.
     width = max(len(ids) for ids in features["input_ids"])
     start_logits, end_logits = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
     for index, feature in enumerate(features):
         start_logits[index, : len(feature["input_ids"])] = end_logits[index, : len(feature["input_ids"])] = 0.0
         start_logits[index, feature["start_positions"]] = end_logits[index, feature["end_positions"]] = 5.0
-    metrics = qa.compute_metrics(EvalPrediction(predictions=(start_logits, end_logits), label_ids=None))
-    assert qa.predictions == {r["id"]: (r["answers"]["text"] or [""])[0] for r in rows}
+    metrics, (answers, nbest) = qa.score(EvalPrediction(predictions=(start_logits, end_logits), label_ids=None))
+    assert answers == {r["id"]: (r["answers"]["text"] or [""])[0] for r in rows}
+    assert set(nbest) == set(answers)
     assert metrics["exact_match"] == 100.0 and metrics["NoAns_total"] == 2
 
 
@@ -279,3 +282,70 @@ def test_answers_with_unequal_texts_and_offsets_fail(answers, texts, starts) -> 
         prepared(task(), rows, eval_rows=evaluation)
     evaluation[2] = rows[2] if not isinstance(answers, str) else {**rows[2], "answers": json.dumps(rows[2]["answers"])}
     assert len(prepared(task(), rows, eval_rows=evaluation)["eval"]) == 3  # the blank context dropped
+
+
+# Empty contexts are dropped or fail; unreadable answers are named, never quoted.
+
+SECRET = "s3cr3t-row-content"  # data that must never reach a failure reason
+
+
+def raw_splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
+    raw = {"train": Dataset.from_list(train)}
+    if evaluation is not None:
+        raw["eval"] = Dataset.from_list(evaluation)
+    return DatasetDict(raw)
+
+
+def test_blank_qa_contexts_are_dropped_from_training_and_evaluation(tokenizer, caplog) -> None:
+    rows = tiny.qa_rows(6)
+    train = [{**r, "context": ""} if i == 2 else r for i, r in enumerate(rows)]
+    evaluation = [{**r, "context": "   "} if i == 4 else r for i, r in enumerate(rows)]
+    qa = task(tokenizer)
+    caplog.set_level(logging.WARNING)
+    raw = qa.prepare(raw_splits(train, evaluation))
+    assert "dropping 1 of 6 train rows whose 'context' is empty" in caplog.text
+    assert "dropping 1 of 6 eval rows whose 'context' is empty" in caplog.text
+    assert rows[2]["id"] not in raw["train"]["id"] and rows[4]["id"] not in raw["eval"]["id"]
+    qa.preprocess(raw["train"], training=True)
+    features = qa.preprocess(raw["eval"], training=False)
+    assert set(features["example_id"]) == {r["id"] for i, r in enumerate(rows) if i != 4}
+
+
+def test_mostly_blank_qa_contexts_fail(tokenizer) -> None:
+    rows = [{**r, "context": ""} if i else r for i, r in enumerate(tiny.qa_rows(3))]
+    with pytest.raises(
+        DataError, match=r"Column 'context' of the train data is empty .* 2 of 3 rows; .*context_column"
+    ):
+        task(tokenizer).prepare(raw_splits(rows))
+
+
+def test_a_context_without_tokens_labels_no_answer(tokenizer) -> None:
+    """Below the row check: a window with no context tokens gets the CLS label instead of an IndexError."""
+    rows = tiny.qa_rows(2)
+    qa = task(tokenizer)
+    qa.prepare(raw_splits(rows))
+    blank = Dataset.from_list([{**rows[0], "context": " \t "}])
+    cls = tokenizer.cls_token_id
+    for training in (True, False):
+        features = qa.preprocess(blank, training=training)
+        assert features[0]["input_ids"][features[0]["start_positions"]] == cls
+
+
+def test_a_job_with_an_empty_context_trains_and_evaluates(tmp_path, monkeypatch, tiny_encoder) -> None:
+    rows = [{**r, "context": ""} if i == 3 else r for i, r in enumerate(tiny.qa_rows(8))]
+    data = write_rows(tmp_path / "data" / "t.jsonl", rows).parent
+    hps = {"task": "question-answering", "model_name_or_path": str(tiny_encoder), "max_seq_length": 64,
+           "doc_stride": 24, "epochs": 1, "train_batch_size": 8, "per_device_eval_batch_size": 8}  # fmt: skip
+    job = make_tree(tmp_path, hps, {"train": data, "validation": data})
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    assert cli.main(["train"]) == 0, job.failure
+    assert job.results()["eval_samples"] == 7 and "eval_f1" in job.results()
+
+
+def test_unreadable_qa_answers_are_not_quoted(tokenizer) -> None:
+    rows = tiny.qa_rows(2)
+    rows[1] = {**rows[1], "answers": json.dumps({"text": ["red"], "answer_start": [SECRET]})}
+    rows[0] = {**rows[0], "answers": json.dumps(rows[0]["answers"])}
+    with pytest.raises(DataError, match=r"Row 'q0-1': cannot read column 'answers'") as caught:
+        task(tokenizer).prepare(raw_splits(rows))
+    assert SECRET not in str(caught.value)

@@ -1,5 +1,7 @@
 """readers.py: one data file (csv, tsv, json, jsonl, parquet, gzipped) becomes rows, or fails naming file and line."""
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,53 @@ def test_a_parquet_file_with_a_repeated_field_name(tmp_path: Path) -> None:
     assert SECRET not in str(caught.value)
     pq.write_table(pa.table(columns, names=["junk", "text", "label"]), tmp_path / "ok.parquet")
     assert load_path(tmp_path / "ok.parquet")[0]["text"] == "good words"
+
+
+# Failure reasons name the column and the line, never the data.
+
+
+def test_mixed_schema_jsonl_names_column_and_line_not_data(tmp_path) -> None:
+    rows = [{"text": "a", "label": 1}, {"text": "b", "label": 2}, {"text": [SECRET], "label": "b"}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + json.dumps(rows[2]) + "\n")
+    with pytest.raises(DataError) as caught:
+        load_path(path)
+    message = str(caught.value)
+    assert "column 'text' at line 4 is of type list, unlike at line 1 (string)" in message
+    assert SECRET not in message and "'b'" not in message
+
+
+def test_mixed_schema_json_array_names_the_record(tmp_path) -> None:
+    (tmp_path / "m.json").write_text(json.dumps([{"n": None}, {"n": 1}, {"n": 2}, {"n": SECRET}]))
+    with pytest.raises(DataError, match=r"column 'n' at record 4 is of type string, unlike at record 2 \(number\)"):
+        load_path(tmp_path / "m.json")
+
+
+def test_keys_missing_from_the_first_row_are_kept(tmp_path) -> None:
+    (tmp_path / "k.jsonl").write_text('{"text": "a"}\n{"text": "b", "label": 1}\n')
+    assert load_path(tmp_path / "k.jsonl").to_list() == [{"text": "a", "label": None}, {"text": "b", "label": 1}]
+
+
+def test_csv_column_of_numbers_and_words(tmp_path) -> None:
+    """pandas types a long csv chunk by chunk: a column of numbers that turns to words mixed int and str, and Arrow
+    refused it quoting a value."""
+    lines = "".join(f"{i},a\n" for i in range(300_000))
+    (tmp_path / "big.csv").write_text(f"text,label\n{lines}{SECRET},b\n")
+    dataset = load_path(tmp_path / "big.csv")
+    assert dataset.features["text"].dtype in ("string", "large_string") and dataset[-1]["text"] == SECRET
+
+
+def test_other_failure_reasons_carry_no_data(tmp_path) -> None:
+    answers = [{"text": "c", "answer_start": SECRET}]
+    nested = {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "1", "question": "q", "answers": answers}]}]}]}
+    (tmp_path / "squad.json").write_text(json.dumps(nested))
+    (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"text,label\n" + SECRET.encode() + b",1\n")[:-8])
+    for name, pattern in (
+        ("squad.json", r"malformed: an entry is not an object or an answer_start not an integer"),
+        ("latin.csv", r"not UTF-8 text \(invalid byte at offset 14\)"),
+        ("cut.csv.gz", r"not a complete gzip file"),
+    ):
+        with pytest.raises(DataError, match=pattern) as caught:
+            load_path(tmp_path / name)
+        assert SECRET not in str(caught.value) and "0xe9" not in str(caught.value)

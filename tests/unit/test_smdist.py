@@ -15,6 +15,7 @@ import pytest
 
 from sm_train import smdist
 from sm_train.config import parse
+from sm_train.device import DeviceInfo
 from sm_train.dialects import argv_items
 from sm_train.env import SageMakerEnv, from_environ
 from sm_train.errors import ConfigError
@@ -153,7 +154,8 @@ def test_smddp_without_a_launcher_fails(smddp_standin: None) -> None:
 )  # fmt: skip
 def test_mp_parameters_read_in_every_dialect(env: SageMakerEnv, value: Any, expected: dict) -> None:
     """Each form, as the parser hands it on (dialects.py reads the toolkit's k=v rendering)."""
-    assert smdist.mp_parameters(parse([("model_name_or_path", "m"), ("mp_parameters", value)], env)) == expected
+    cfg = parse([("model_name_or_path", "m"), ("mp_parameters", value)], env, DeviceInfo())
+    assert smdist.mp_parameters(cfg) == expected
 
 
 def test_unreadable_mp_parameters() -> None:
@@ -162,7 +164,7 @@ def test_unreadable_mp_parameters() -> None:
 
 
 def _from_argv(env: SageMakerEnv, argv: list[str]) -> dict:
-    return smdist.mp_parameters(parse([("model_name_or_path", "m"), *argv_items(argv)], env))
+    return smdist.mp_parameters(parse([("model_name_or_path", "m"), *argv_items(argv)], env, DeviceInfo()))
 
 
 def test_mp_parameters_from_the_toolkit_argv(env: SageMakerEnv) -> None:
@@ -180,7 +182,7 @@ def test_mp_parameters_from_sm_hps_and_the_hyperparameters_file(tmp_path: Path) 
     (config / "hyperparameters.json").write_text(json.dumps(encoded))
     from_file = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     for environment in (from_hps, from_file):
-        cfg = parse(list(environment.hyperparameters.items()), environment)
+        cfg = parse(list(environment.hyperparameters.items()), environment, DeviceInfo())
         assert smdist.mp_parameters(cfg) == {"hybrid_shard_degree": 2}
 
 
@@ -284,5 +286,5 @@ def test_init_model_parallel_does_nothing_otherwise(smp2: Any, mp: Any) -> None:
 def test_mp_parameters_never_reach_transformers_4_field(env: SageMakerEnv) -> None:
     """transformers 4.x TrainingArguments has an mp_parameters field of its own (a str it ignores): the value goes to
     JobArgs.smp_parameters on every version, and a dict is never handed to that str field."""
-    cfg = parse([("model_name_or_path", "m"), ("mp_parameters", {"hybrid_shard_degree": 2})], env)
+    cfg = parse([("model_name_or_path", "m"), ("mp_parameters", {"hybrid_shard_degree": 2})], env, DeviceInfo())
     assert cfg.job.smp_parameters and not getattr(cfg.training_args, "mp_parameters", "")

@@ -148,19 +148,70 @@ def test_rouge_known_values() -> None:
     assert scores["rougeLsum"] == pytest.approx(100.0) and scores["rougeL"] < 100.0
 
 
-def test_compute_metrics_and_gen_len(bart) -> None:
+def test_score_and_gen_len(bart) -> None:
     _, tokenizer = loaded(bart)
     task = Summarization(SummarizationArgs(), tokenizer)
     generated = np.array(tokenizer(["alice likes red .", "bob likes blue . too"], padding=True)["input_ids"])
     labels = np.array(tokenizer(["alice likes red .", "bob likes blue ."], padding=True)["input_ids"])
     labels[labels == tokenizer.pad_token_id] = -100
-    metrics = task.compute_metrics(EvalPrediction(predictions=generated, label_ids=labels))
+    metrics, predictions = task.score(EvalPrediction(predictions=generated, label_ids=labels))
     assert metrics["rouge1"] == pytest.approx(100 * (1 + 6 / 7) / 2)
     unpadded = [len(ids) for ids in tokenizer(["alice likes red .", "bob likes blue . too"])["input_ids"]]
     assert metrics["gen_len"] == pytest.approx(sum(unpadded) / 2)  # [CLS] ... [SEP] included, padding not
-    assert task.predictions == ["alice likes red.", "bob likes blue. too"]
+    assert predictions == ["alice likes red.", "bob likes blue. too"]
+
+
+def test_summaries_come_back_in_the_data_order(bart, tmp_path) -> None:
+    """Evaluation runs longest first (set_eval's order); the summaries are written in the evaluation data's order."""
+    _, tokenizer = loaded(bart)
+    task = Summarization(SummarizationArgs(), tokenizer)
+    rows = Dataset.from_dict({"dialogue": ["a", "b", "c"], "summary": ["x", "y", "z"]})
+    texts = ["bob likes blue .", "carol likes green . and red .", "alice likes red ."]  # rows 1, 2, 0
+    generated = np.array(tokenizer(texts, padding=True)["input_ids"])
+    task.set_eval(rows, rows, np.array([1, 2, 0]))
+    metrics, predictions = task.score(EvalPrediction(predictions=generated, label_ids=generated.copy()))
+    assert metrics["rouge1"] == pytest.approx(100.0)
+    assert predictions == ["alice likes red.", "bob likes blue.", "carol likes green. and red."]
+    task.write_predictions(tmp_path / "out", predictions)
+    written = (tmp_path / "out" / "generated_predictions.txt").read_text(encoding="utf-8")
+    assert written == "alice likes red.\nbob likes blue.\ncarol likes green. and red.\n"
+    task.write_predictions(tmp_path / "none", None)  # no evaluation ran: nothing written
+    assert not (tmp_path / "none").exists()
 
 
 def test_lengths_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="'max_target_length' must be at least 1"):
         SummarizationArgs(max_target_length=0)
+
+
+# Blank summaries: dropped with a count, and all blank fails.
+
+
+def raw_splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
+    raw = {"train": Dataset.from_list(train)}
+    if evaluation is not None:
+        raw["eval"] = Dataset.from_list(evaluation)
+    return DatasetDict(raw)
+
+
+def test_all_blank_summaries_fail(tokenizer) -> None:
+    raw = raw_splits([{"dialogue": f"d{i}", "summary": s} for i, s in enumerate(["", "  ", "\n"])])
+    with pytest.raises(DataError, match=r"Column 'summary' of the train data is empty or only whitespace in 3 of 3"):
+        Summarization(SummarizationArgs(), tokenizer).prepare(raw)
+
+
+def test_blank_summaries_are_dropped_with_a_count(tokenizer, caplog) -> None:
+    train = [{"dialogue": f"d{i}", "summary": "" if i in (1, 3) else f"s{i}"} for i in range(6)]
+    evaluation = [
+        {"dialogue": "e0", "summary": " "},
+        {"dialogue": "e1", "summary": "s"},
+        {"dialogue": "e2", "summary": "t"},
+    ]
+    raw = raw_splits(train, evaluation)
+    caplog.set_level(logging.WARNING)
+    prepared = Summarization(SummarizationArgs(), tokenizer).prepare(raw)
+    assert len(raw["train"]) == 6 and len(raw["eval"]) == 3  # the given splits are not changed
+    raw = prepared
+    assert raw["train"]["dialogue"] == ["d0", "d2", "d4", "d5"] and raw["eval"]["dialogue"] == ["e1", "e2"]
+    assert "dropping 2 of 6 train rows whose 'summary' is empty" in caplog.text
+    assert "dropping 1 of 3 eval rows" in caplog.text

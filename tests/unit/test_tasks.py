@@ -8,15 +8,20 @@ import json
 import re
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, DatasetDict
 
 from sm_train.config import parse
 from sm_train.data import load_path
+from sm_train.device import DeviceInfo
 from sm_train.env import from_environ
 from sm_train.errors import DataError
 from sm_train.tasks import TASKS, Task
-from sm_train.tasks.base import length_order
+from sm_train.tasks.base import Evaluations, length_order
+from sm_train.tasks.question_answering import QuestionAnswering
+from sm_train.tasks.summarization import Summarization
 from sm_train.tasks.text_classification import TextClassification, TextClassificationArgs
 from tests import tiny
 from tests.jobs import write_rows
@@ -44,7 +49,9 @@ def test_task_hyperparameters_parse_beside_the_job_and_trainer_ones(name, tmp_pa
     """One parser over the job's, the task's and Trainer's fields: a task field that clashes fails here."""
     task_cls = TASKS[name]
     cfg = parse(
-        [("task", name), ("model_name_or_path", str(tmp_path))], from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+        [("task", name), ("model_name_or_path", str(tmp_path))],
+        from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)}),
+        DeviceInfo(),
     )
     assert isinstance(cfg.task_args, task_cls.Args) and isinstance(cfg.training_args, task_cls.training_args_class)
     for key, value in task_cls.training_defaults.items():
@@ -52,22 +59,42 @@ def test_task_hyperparameters_parse_beside_the_job_and_trainer_ones(name, tmp_pa
     assert task_cls.metric_names and task_cls.model_class is not None
 
 
-def _evaluate(task: Task, model, features: Dataset, output_dir: Path) -> dict[str, float]:
-    """An evaluation as the job runs it: the task's Trainer class, collator and metric hooks."""
+def _evaluate(task: Task, model, features: Dataset, pad_multiple: int | None, output_dir: Path) -> tuple[dict, object]:
+    """An evaluation as the job runs it: the task's Trainer class, collator and metric hooks; its metrics and the
+    readable predictions Evaluations kept."""
     args = task.training_args_class(
         output_dir=str(output_dir), report_to="none", use_cpu=True, per_device_eval_batch_size=4,
         **task.training_defaults,
     )  # fmt: skip
+    evaluations = Evaluations(task)
     trainer = task.trainer_class(
         model=model,
         args=args,
         eval_dataset=features,
         processing_class=task.tokenizer,
-        data_collator=task.collator(model),
-        compute_metrics=task.compute_metrics,
+        data_collator=task.collator(model, pad_multiple),
+        compute_metrics=evaluations,
         preprocess_logits_for_metrics=task.preprocess_logits,
     )
-    return trainer.evaluate()
+    return trainer.evaluate(), evaluations.last
+
+
+# Attributes a runner would plant on a task to hand it the evaluation order or the padding multiple, or to take
+# the predictions back: these travel as the hooks' arguments and return values instead.
+RUNNER_SET = {"eval_order", "pad_multiple", "predictions"}
+TIMINGS = {"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "epoch"}
+
+
+def _computed(results: dict[str, float]) -> dict[str, float]:
+    return {k.removeprefix("eval_"): v for k, v in results.items() if k.removeprefix("eval_") not in TIMINGS}
+
+
+def _planted(task: Task) -> set[str]:
+    return RUNNER_SET & set(vars(task))
+
+
+def _written(directory: Path) -> dict[str, str]:
+    return {f.name: f.read_text() for f in sorted(directory.iterdir())} if directory.exists() else {}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -83,37 +110,64 @@ def test_hooks_run_in_the_documented_order(name, tmp_path) -> None:
     given = dict(raw)
 
     task = task_cls(args, tokenizer)  # 1. built with its hyperparameters and the tokenizer
-    assert (task.predictions, task.eval_order) == (None, None)
+    assert not _planted(task)
     prepared = task.prepare(raw)  # 2. the raw splits, before any model
     assert isinstance(prepared, DatasetDict) and set(prepared) == {"train", "eval"}
     assert dict(raw) == given and all(raw[s] is given[s] for s in given)  # the given splits are not changed
     json.dumps(task.card())  # read for the run identity, here already
     model = task_cls.model_class.from_pretrained(model_dir, **task.model_kwargs())  # 3.
     task.configure(model, task_cls.training_args_class(output_dir=str(tmp_path / "out"), report_to="none"))
+    assert not _planted(task)
     features = {  # 4.
         split: task.preprocess(prepared[split], training=split == "train") for split in ("train", "eval")
     }
     assert "labels" in features["train"].column_names or "start_positions" in features["train"].column_names
-    task.eval_order = length_order(features["eval"])  # 5. as the runner orders evaluation features
-    ordered = features["eval"].select(task.eval_order)
-    task.set_eval(prepared["eval"], ordered)
-    task.pad_multiple = 8  # 6. set by the runner for the device before the collator is built
-    batch = task.collator(model)(list(features["train"].select(range(3))))
+    order = length_order(features["eval"])  # 5. as the runner orders evaluation features
+    ordered = features["eval"].select(order)
+    task.set_eval(prepared["eval"], ordered, order)
+    assert not _planted(task)
+    # From here on no hook writes on the task: what an evaluation makes comes back as a return value.
+    held = dict(vars(task))
+    batch = task.collator(model, 8)(list(features["train"].select(range(3))))  # 6. the device's multiple
     assert batch["input_ids"].shape[1] % 8 == 0
-    results = _evaluate(task, model, ordered, tmp_path / "eval")  # 7.
-    timings = {"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "epoch"}
-    computed = {k.removeprefix("eval_") for k in results} - timings
-    assert computed and computed <= set(task_cls.metric_names)  # the names the metric definitions publish
-    task.write_predictions(tmp_path / "predictions")  # 8.
+    results, predictions = _evaluate(task, model, ordered, 8, tmp_path / "eval")  # 7.
+    computed = _computed(results)
+    assert computed and set(computed) <= set(task_cls.metric_names)  # the names the metric definitions publish
+    task.write_predictions(tmp_path / "predictions", predictions)  # 8.
     json.dumps(task.card())
+    assert vars(task).keys() == held.keys() and all(vars(task)[k] is v for k, v in held.items())
+    task.write_predictions(tmp_path / "no-evaluation", None)  # no evaluation ran: nothing to write
+    assert not (tmp_path / "no-evaluation").exists()
 
-    # A restarted attempt reads the features from the tokenized cache and skips preprocess: nothing after it may
-    # depend on state preprocess set.
-    again = task_cls(dataclasses.replace(args), tokenizer)
+    # A restarted attempt reads the features from the tokenized cache and skips preprocess (4.): nothing after it
+    # may depend on state preprocess set. The same hooks in the same order, with the same model, give the same
+    # evaluation and the same predictions.
+    again = task_cls(dataclasses.replace(args), tokenizer)  # 1.
+    examples = again.prepare(raw)["eval"]  # 2.
+    assert again.model_kwargs() == task.model_kwargs()  # 3. (the same model)
     again.configure(model, task_cls.training_args_class(output_dir=str(tmp_path / "out"), report_to="none"))
-    again.eval_order = task.eval_order
-    again.set_eval(again.prepare(raw)["eval"], ordered)
-    assert _evaluate(again, model, ordered, tmp_path / "again").keys() == results.keys()
+    again.set_eval(examples, ordered, order)  # 5. the cached features, in the same length order
+    assert not _planted(again)
+    replayed, replayed_predictions = _evaluate(again, model, ordered, 8, tmp_path / "again")  # 6. and 7.
+    assert _computed(replayed) == computed
+    assert replayed_predictions == predictions
+    again.write_predictions(tmp_path / "again-predictions", replayed_predictions)  # 8.
+    assert _written(tmp_path / "again-predictions") == _written(tmp_path / "predictions")
+    assert again.card() == task.card()
+
+
+def test_evaluations_give_trainer_a_dict_and_keep_the_last_predictions() -> None:
+    """Trainer's compute_metrics contract is a dict of metrics; the readable predictions stay for write_predictions."""
+    scored = iter([({"f1": 1.0}, "first"), ({"f1": 0.5}, "second")])
+
+    class Scored(Task):
+        def score(self, prediction):
+            return next(scored)
+
+    evaluations = Evaluations(Scored(None, None))
+    assert evaluations.last is None  # no evaluation yet: write_predictions gets None
+    assert evaluations(None) == {"f1": 1.0} and evaluations.last == "first"
+    assert evaluations(None) == {"f1": 0.5} and evaluations.last == "second"
 
 
 # Without a tokenizer (`check` when it did not load), prepare still checks columns, types and labels.
@@ -307,3 +361,81 @@ def test_empty_values_are_counted_and_their_rows_named() -> None:
         require_columns(DatasetDict({"train": rows(["a"]), "eval": joined}), ["text"], "train")
     with pytest.raises(DataError, match=r"the eval data has 2 empty values \(rows 0, 2, counting from 0\)"):
         require_columns(DatasetDict({"eval": joined.select([1, 3, 2])}), ["text"], "eval")
+
+
+# Text columns hold strings, in every task; blank or NaN labels are missing values, not a class.
+
+
+def raw_splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
+    raw = {"train": Dataset.from_list(train)}
+    if evaluation is not None:
+        raw["eval"] = Dataset.from_list(evaluation)
+    return DatasetDict(raw)
+
+
+def test_a_parquet_list_column_is_not_text(tmp_path, tokenizer) -> None:
+    rows = [{"text": ["a", "b"], "label": i % 2} for i in range(4)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
+    raw = DatasetDict({"train": load_path(tmp_path / "t.parquet")})
+    pattern = (
+        r"Column 'text' of the train data is of type list<.*string>, not text: .* Join lists into one string "
+        r".* or set text_column"
+    )
+    with pytest.raises(DataError, match=pattern):
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "train", "column"),
+    [
+        (TextClassification, {}, [{"text": 7, "label": "a"}, {"text": 8, "label": "b"}], "text"),
+        (
+            TextClassification,
+            {"text_pair_column": "pair"},
+            [{"text": "x", "pair": [1.5], "label": "a"}, {"text": "y", "pair": [2.5], "label": "b"}],
+            "pair",
+        ),
+        (Summarization, {}, [{"dialogue": "x", "summary": ["a", "b"]}], "summary"),
+        (
+            QuestionAnswering,
+            {"max_seq_length": 64, "doc_stride": 24},
+            [{**r, "question": [r["question"]]} for r in tiny.qa_rows(2)],
+            "question",
+        ),
+    ],
+)
+def test_text_columns_must_be_strings(tokenizer, task, args, train, column) -> None:
+    raw = raw_splits(train, train)
+    with pytest.raises(DataError, match=rf"Column '{column}' of the train data is of type .+, not text"):
+        task(task.Args(**args), tokenizer).prepare(raw)
+
+
+def test_evaluation_text_columns_are_checked_too(tokenizer) -> None:
+    evaluation = [{"text": ["x"], "label": "a"}]
+    raw = raw_splits([{"text": "x", "label": "a"}, {"text": "y", "label": "b"}], evaluation)
+    with pytest.raises(DataError, match=r"Column 'text' of the eval data is of type list<"):
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
+
+
+@pytest.mark.parametrize("empty", ["", "  ", float("nan")])
+def test_blank_or_nan_labels_are_missing_not_a_class(tokenizer, empty) -> None:
+    rows = [{"text": f"t{i}", "label": "a" if i % 2 else "b"} for i in range(4)]
+    if isinstance(empty, float):
+        rows = [{**r, "label": float(i % 2)} for i, r in enumerate(rows)]
+    rows[2] = {**rows[2], "label": empty}
+    with pytest.raises(DataError, match=r"Column 'label' of the train data has 1 empty labels \(blank text or NaN\)"):
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw_splits(rows))
+
+
+def test_labels_named_like_missing_values_stay_labels_blank_ones_do_not(tmp_path, tokenizer) -> None:
+    """CSV: only an empty field is missing (a null); "NA", "null", "nan" and "None" are class names. JSON agrees,
+    and a blank string there is missing too, as the empty CSV field is."""
+    rows = [{"text": f"t{i}", "label": label} for i, label in enumerate(["NA", "null", "nan", "None", "x", "NA"])]
+    for name in ("t.csv", "t.jsonl"):
+        raw = DatasetDict({"train": load_path(write_rows(tmp_path / name, rows))})
+        task = TextClassification(TextClassificationArgs(), tokenizer)
+        task.prepare(raw)
+        assert task.label_names == ["NA", "None", "nan", "null", "x"]
+    raw = DatasetDict({"train": load_path(write_rows(tmp_path / "blank.jsonl", [*rows, {"text": "t", "label": " "}]))})
+    with pytest.raises(DataError, match=r"Column 'label' of the train data has 1 empty labels"):
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)

@@ -15,9 +15,10 @@ def test_nothing_to_train(parsed) -> None:
 
 def test_a_negative_save_total_limit_is_refused(tmp_path: Path) -> None:
     from sm_train.config import parse
+    from sm_train.device import DeviceInfo
 
     with pytest.raises(ConfigError, match="'save_total_limit' must not be negative, got -1; 0 keeps every"):
-        parse([("save_total_limit", -1)], from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)}))
+        parse([("save_total_limit", -1)], from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)}), DeviceInfo())
 
 
 @pytest.mark.parametrize("value", ["1e400", "inf", "-inf", "nan", "NaN"])
