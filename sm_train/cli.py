@@ -112,7 +112,7 @@ def train(argv: Sequence[str]) -> int:
             environment = sm_env.from_environ()
             guard = outputs.OutputGuard((environment.model_dir, environment.output_data_dir))
             checkpoints = environment.checkpoint_dir
-            from sm_train import config, device, dist, local, runner, smdist
+            from sm_train import collective, config, device, dist, local, runner, smdist
 
             local.hand_over_to_toolkit(environment, os.environ)  # script mode in sm_train's image: does not return
             environment = _launched(environment)
@@ -128,6 +128,7 @@ def train(argv: Sequence[str]) -> int:
                 dist.relaunch(command, os.environ)  # does not return: torchrun runs this job in its processes
         checkpoints = Path(cfg.training_args.output_dir)
         runner.run(cfg, environment, hardware)
+        collective.leave_process_group()
     except BaseException as error:  # noqa: B036 - tokenizers' PanicException derives from BaseException
         if isinstance(error, SystemExit) and error.code in (0, None):
             raise

@@ -12,6 +12,14 @@ def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def leave_process_group() -> None:
+    """Destroy torch.distributed's process group once the job is done (every process calls it): left to the
+    interpreter's exit, gloo's threads can be torn down under a process of a finished job, which then aborts
+    ("terminate called without an active exception", exit -6) and its launcher stops the others."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def largest(values: list[float], device: torch.device) -> list[float]:
     """Each value's maximum over all processes: the same numbers, bit for bit, on every process (one collective and
     one device sync for all of them)."""
