@@ -13,6 +13,10 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from sm_train.errors import ConfigError, require_at_least
 
+# Text classification's problem types, as transformers' model configs name them (config.problem_type).
+SINGLE_LABEL, REGRESSION, MULTI_LABEL = "single_label_classification", "regression", "multi_label_classification"
+PROBLEM_TYPES = ("auto", SINGLE_LABEL, REGRESSION, MULTI_LABEL)
+
 
 @dataclass
 class TextClassificationArgs:
@@ -22,9 +26,18 @@ class TextClassificationArgs:
     max_seq_length: int | None = field(
         default=None, metadata={"help": "Truncate inputs to this many tokens. Default: min(512, tokenizer limit)."}
     )
+    problem_type: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | single_label_classification | regression | multi_label_classification. auto reads "
+            "it off the labels: a list per row is multi-label, numbers that are not all whole are regression."
+        },
+    )
 
     def __post_init__(self) -> None:
         require_at_least(8, " tokens", max_seq_length=self.max_seq_length)
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"problem_type={self.problem_type!r} is not one of {', '.join(PROBLEM_TYPES)}.")
 
 
 @dataclass
@@ -90,9 +103,21 @@ ARGS: dict[str, type] = {
     "question-answering": QuestionAnsweringArgs,
     "summarization": SummarizationArgs,
 }
-# What each shipped task's compute_metrics returns, without the eval_ prefix.
+# What each shipped task's compute_metrics returns, without the eval_ (or a test set's test_) prefix.
 METRIC_NAMES: dict[str, tuple[str, ...]] = {
-    "text-classification": ("accuracy", "f1", "precision", "recall"),
+    # single-label; regression; multi-label (exact_match: every label of a row right)
+    "text-classification": (
+        "accuracy",
+        "f1",
+        "precision",
+        "recall",
+        "pearson",
+        "spearmanr",
+        "mse",
+        "f1_micro",
+        "f1_macro",
+        "exact_match",
+    ),
     "question-answering": (
         "exact_match",
         "f1",

@@ -1,4 +1,8 @@
-"""Channels, files or a Hub dataset -> DatasetDict with a 'train' and/or an 'eval' split. No tokenization here.
+"""Channels, files or a Hub dataset -> DatasetDict with a 'train', an 'eval' and/or a 'test' split. No tokenization
+here.
+
+The test data (the `test` channel, test_file, a dataset's `test` split) is a test set, predicted on after training
+(do_predict), when the job also has validation data or do_predict=true; otherwise it is the evaluation split.
 
 Formats inside a channel dir: csv, tsv, json (records or an array), jsonl, parquet, and save_to_disk dirs (a
 Dataset or a DatasetDict). A file that does not parse is reported with its name and line.
@@ -23,8 +27,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EVAL_CHANNELS = ("validation", "test")
-EVAL_SPLITS = ("validation", "test")
+# Where each split's data is looked for: a channel of that name, then the splits of a DatasetDict given for it.
+VALIDATION_SPLITS = ("validation", "test")
+TEST_SPLITS = ("test", "validation")
 
 
 def _data_files(directory: Path) -> list[Path]:
@@ -84,8 +89,57 @@ def _hub(job: JobArgs) -> DatasetDict:
         raise DataError(f"Could not load dataset_name={job.dataset_name!r} from {where}: {e}") from e
 
 
-def load_raw(job: JobArgs, env: SageMakerEnv) -> DatasetDict:
-    """The job's 'train' and 'eval' splits: explicit files > channels > dataset_name."""
+def _evaluation_sources(
+    job: JobArgs, env: SageMakerEnv, holder: Dataset | DatasetDict | None, train_source: str | None
+) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """The validation and test data, each from its file, else its channel, else the split of that name in a
+    DatasetDict (save_to_disk or the Hub) that holds the training data."""
+    raw: dict[str, Dataset] = {}
+    sources: dict[str, str] = {}
+    for split, file, channel, names in (
+        ("eval", job.validation_file, "validation", VALIDATION_SPLITS),
+        ("test", job.test_file, "test", TEST_SPLITS),
+    ):
+        if file:
+            raw[split], sources[split] = _pick(load_path(Path(file)), names, file), file
+        elif channel in env.channels:
+            where = f"the {channel} channel"
+            raw[split], sources[split] = _pick(load_path(env.channels[channel]), names, where), where
+        elif isinstance(holder, DatasetDict) and names[0] in holder:
+            raw[split], sources[split] = holder[names[0]], f"the {names[0]} split of {train_source}"
+    return raw, sources
+
+
+def _test_role(raw: dict[str, Dataset], sources: dict[str, str], do_predict: bool | None) -> None:
+    """A test set when there is validation data or do_predict=true; without validation data and unless
+    do_predict=true, the evaluation split (as before test sets existed). do_predict: None when not set."""
+    if "test" not in raw:
+        if do_predict:
+            raise DataError(
+                "do_predict=true but there is no test data: add a 'test' channel (estimator.fit({'test': "
+                "'s3://...'})) or set test_file."
+            )
+        return
+    if "eval" not in raw and not do_predict:
+        logger.info(
+            "%s is the evaluation split: there is no validation data (a 'validation' channel or validation_file). "
+            "Set do_predict=true to predict on it as a test set instead.",
+            sources["test"],
+        )
+        raw["eval"], sources["eval"] = raw.pop("test"), sources.pop("test")
+    elif do_predict is False:
+        logger.info("do_predict=false: %s is not used", sources["test"])
+        del raw["test"]
+    else:
+        logger.info(
+            "%s is a test set: the job predicts every row after training (do_predict; do_predict=false skips it)",
+            sources["test"],
+        )
+
+
+def load_raw(job: JobArgs, env: SageMakerEnv, do_predict: bool | None = None) -> DatasetDict:
+    """The job's 'train', 'eval' and 'test' splits: explicit files > channels > dataset_name. do_predict: the
+    hyperparameter when set (None: not set), which decides what the test data is (_test_role)."""
     raw: dict[str, Dataset] = {}
     sources: dict[str, str] = {}
     train_source: Dataset | DatasetDict | None = None
@@ -98,23 +152,13 @@ def load_raw(job: JobArgs, env: SageMakerEnv) -> DatasetDict:
         train_source, sources["train"] = hub, f"dataset {job.dataset_name}"
     if train_source is not None:
         raw["train"] = _pick(train_source, ("train",), sources["train"])
+    holder = hub if hub is not None else train_source
+    found, where = _evaluation_sources(job, env, holder, sources.get("train"))
+    raw |= found
+    sources |= where
+    _test_role(raw, sources, do_predict)
 
-    eval_file = job.validation_file or job.test_file
-    eval_channel = next((c for c in EVAL_CHANNELS if c in env.channels), None)
-    if eval_file:
-        raw["eval"], sources["eval"] = _pick(load_path(Path(eval_file)), EVAL_SPLITS, eval_file), eval_file
-    elif eval_channel:
-        where = f"the {eval_channel} channel"
-        raw["eval"], sources["eval"] = _pick(load_path(env.channels[eval_channel]), EVAL_SPLITS, where), where
-    else:
-        # A DatasetDict (save_to_disk or the Hub) may carry its own evaluation split.
-        holder = hub if hub is not None else train_source
-        if isinstance(holder, DatasetDict):
-            split = next((s for s in EVAL_SPLITS if s in holder), None)
-            if split:
-                raw["eval"], sources["eval"] = holder[split], f"the {split} split of {sources['train']}"
-
-    limits = {"train": job.max_train_samples, "eval": job.max_eval_samples}
+    limits = {"train": job.max_train_samples, "eval": job.max_eval_samples, "test": None}
     for split, dataset in list(raw.items()):
         if len(dataset) == 0:
             raise DataError(f"The {split} data from {sources[split]} has no rows.")
@@ -135,11 +179,12 @@ def missing_train_message(env: SageMakerEnv) -> str:
 
 
 def select_splits(cfg: Config, env: SageMakerEnv) -> DatasetDict:
-    """The raw splits a job uses: training and evaluation both happen when their data exists, unless set false."""
+    """The raw splits a job uses: training, evaluation and prediction on a test set each happen when their data
+    exists, unless set false (the test data's role: _test_role)."""
     args, explicit = cfg.training_args, cfg.explicit
     do_train = args.do_train or "do_train" not in explicit
     do_eval = args.do_eval or "do_eval" not in explicit
-    raw = load_raw(cfg.job, env)
+    raw = load_raw(cfg.job, env, args.do_predict if "do_predict" in explicit else None)
     if do_train and "train" not in raw:
         raise DataError(missing_train_message(env))
     if "do_eval" in explicit and args.do_eval and "eval" not in raw:
@@ -157,5 +202,5 @@ def select_splits(cfg: Config, env: SageMakerEnv) -> DatasetDict:
             f"{setting} needs evaluation data: add a 'validation' or 'test' channel, or set validation_file."
         )
     if not raw:
-        raise ConfigError("do_train=false and no evaluation: the job has nothing to do.")
+        raise ConfigError("do_train=false and no evaluation or test data: the job has nothing to do.")
     return raw

@@ -25,10 +25,14 @@ class JobArgs:
         default=None, metadata={"help": "Training file or directory (overrides the train channel)."}
     )
     validation_file: str | None = field(
-        default=None, metadata={"help": "Evaluation file or directory (overrides the validation/test channel)."}
+        default=None, metadata={"help": "Evaluation file or directory (overrides the validation channel)."}
     )
     test_file: str | None = field(
-        default=None, metadata={"help": "Evaluation file or directory when no validation_file."}
+        default=None,
+        metadata={
+            "help": "Test file or directory (overrides the test channel): predicted when there is validation data or "
+            "do_predict=true, else the evaluation data."
+        },
     )
     dataset_name: str | None = field(default=None, metadata={"help": "A Hugging Face Hub dataset (needs network)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration name."})

@@ -68,9 +68,11 @@ def metric_regex(name: str) -> str:
 
 
 def metric_names(task_metrics: Iterable[str]) -> list[str]:
-    """Every metric name a job of a task with these compute_metrics names logs."""
-    evals = [f"eval_{m}" for m in (*EVAL_RESULT_NAMES, *task_metrics)]
-    return list(dict.fromkeys([*TRAINING_LOG_NAMES, *TRAIN_RESULT_NAMES, *evals]))
+    """Every metric name a job of a task with these compute_metrics names logs: evaluations as eval_*, predictions
+    on a test set as test_* (Trainer.predict names them so)."""
+    scored = (*EVAL_RESULT_NAMES, *task_metrics)
+    splits = [f"{split}_{m}" for split in ("eval", "test") for m in scored]
+    return list(dict.fromkeys([*TRAINING_LOG_NAMES, *TRAIN_RESULT_NAMES, *splits]))
 
 
 def metric_definitions(task_metrics: Iterable[str]) -> list[dict[str, str]]:
@@ -95,6 +97,35 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
         "f1": float(f1),
         "precision": float(precision),
         "recall": float(recall),
+    }
+
+
+def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """pearson and spearmanr (correlations; nan when either side is constant) and mse."""
+    import warnings
+
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
+
+    predictions, labels = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
+    constant = len(predictions) < 2 or np.ptp(predictions) == 0 or np.ptp(labels) == 0
+    with warnings.catch_warnings():  # a constant side: the correlation is undefined (nan), said by the value
+        warnings.simplefilter("ignore")
+        pearson = float("nan") if constant else float(pearsonr(predictions, labels)[0])
+        spearman = float("nan") if constant else float(spearmanr(predictions, labels)[0])
+    return {"pearson": pearson, "spearmanr": spearman, "mse": float(np.mean((predictions - labels) ** 2))}
+
+
+def multi_label_metrics(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """f1_micro and f1_macro over the labels, and exact_match: the share of rows with every label right (subset
+    accuracy). predicted and labels: rows x labels, 1 where a label applies."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted, labels = predicted.astype(int), labels.astype(int)
+    return {
+        "f1_micro": float(f1_score(labels, predicted, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+        "exact_match": float(accuracy_score(labels, predicted)),
     }
 
 

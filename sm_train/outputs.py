@@ -1,5 +1,5 @@
-"""Files written beside the model: results JSON, the model card, the resolved configuration, and the tokenizer
-class fix that lets today's (transformers 4.x) inference containers load what transformers 5 saved."""
+"""Files written beside the model: results JSON, the model card, the resolved configuration, the tokenizer class
+fix that lets transformers 4.x inference containers load what transformers 5 saved, and the serving module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import platform
 import shutil
 from collections.abc import Iterable, Mapping
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,9 @@ def write_results(directories: Iterable[Path], train: Mapping[str, Any], evaluat
         write_json(directory / "all_results.json", {**train, **evaluation})
 
 
-def make_deployable(model_dir: Path, model_input_names: list[str]) -> None:
-    """Remove non-model files and make the tokenizer load on transformers 4.x as it ran in training.
+def make_deployable(model_dir: Path, model_input_names: list[str], task: Any = None, args: Any = None) -> None:
+    """Remove non-model files, make the tokenizer load on transformers 4.x as it ran in training, and write the
+    serving module for the job's task and training arguments (write_serving).
 
     transformers 5 saves `"tokenizer_class": "TokenizersBackend"`, which 4.57 (the SageMaker inference toolkit's
     transformers) cannot load; PreTrainedTokenizerFast reads the same tokenizer.json on both. 4.57 also defaults its
@@ -74,15 +75,51 @@ def make_deployable(model_dir: Path, model_input_names: list[str]) -> None:
     for name in NOT_DEPLOYABLE:
         (model_dir / name).unlink(missing_ok=True)
     config_path = model_dir / "tokenizer_config.json"
-    if not config_path.is_file():
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        tokenizer_class = config.get("tokenizer_class") or ""
+        if tokenizer_class.endswith("Backend") and (model_dir / "tokenizer.json").is_file():
+            config["tokenizer_class"] = "PreTrainedTokenizerFast"
+            logger.info("tokenizer_class %s written as PreTrainedTokenizerFast for transformers 4.x", tokenizer_class)
+        config.setdefault("model_input_names", list(model_input_names))
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if task is not None:
+        write_serving(model_dir, task, args)
+
+
+# The settings code/inference.py answers with, by their hyperparameter names: the token limit (the task's
+# max_length, the model's limit applied) and each task's own.
+SERVED = {
+    "text-classification": ("max_seq_length", ()),
+    "question-answering": ("max_seq_length", ("doc_stride", "pad_to_max_length", "n_best_size", "max_answer_length",
+                                              "version_2_with_negative", "null_score_diff_threshold")),
+    "summarization": ("max_source_length", ()),
+}  # fmt: skip
+
+
+def write_serving(model_dir: Path, task: Any, args: Any = None) -> None:
+    """code/inference.py (sm_train/serving/inference.py as it is: the toolkit loads it in place of its pipeline) and
+    code/serving.json, the settings the job's evaluation used: token limits, QA windows and span search, the T5
+    prefix (config.json's), the precision and evaluation batch size. No code/requirements.txt: the module needs
+    only what every Hugging Face inference image has, and the toolkit would pip-install it at each start."""
+    if task.name not in SERVED:
+        logger.info("task %s: no code/inference.py (it serves the shipped tasks only)", task.name)
         return
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    tokenizer_class = config.get("tokenizer_class") or ""
-    if tokenizer_class.endswith("Backend") and (model_dir / "tokenizer.json").is_file():
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        logger.info("tokenizer_class %s written as PreTrainedTokenizerFast for transformers 4.x", tokenizer_class)
-    config.setdefault("model_input_names", list(model_input_names))
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    limit, names = SERVED[task.name]
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    half = ("bf16" if args.bf16 else "fp16" if args.fp16 else None) if args else None
+    settings = {"task": task.name, limit: task.max_length, **{name: getattr(task.args, name) for name in names}}
+    settings |= {"prefix": config.get("prefix") or ""} if task.name == "summarization" else {}
+    settings |= {
+        "precision": half or "fp32",
+        "full_eval": bool(half and getattr(args, f"{half}_full_eval", False)),
+        "batch_size": getattr(args, "per_device_eval_batch_size", 8),
+        "versions": {k: v for k, v in versions().items() if k in ("sm_train", "transformers", "torch")},
+    }
+    source = (resources.files("sm_train") / "serving" / "inference.py").read_text(encoding="utf-8")
+    (model_dir / "code").mkdir(exist_ok=True)
+    (model_dir / "code" / "inference.py").write_text(source, encoding="utf-8")
+    write_json(model_dir / "code" / "serving.json", settings)
 
 
 def evaluation_schedule(args: Any, sizes: Mapping[str, int]) -> str | bool:

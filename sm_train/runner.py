@@ -1,5 +1,5 @@
 """What a job does, in order: data, tokenizer, model, resume point, preprocessing; then training (training.py builds
-and drives Trainer), the final evaluation and the deployable model."""
+and drives Trainer), the final evaluation, predictions on a test set and the deployable model."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def _preprocess(
         settings = {
             "task": cfg.task_cls.name,
             "task_args": dataclasses.asdict(cfg.task_args),
+            "task_facts": task.card(),  # what prepare read off the data: the labels, the problem type
             "model_type": model.config.model_type,
             "sm_train": __version__,
         }
@@ -93,9 +94,10 @@ def _nothing_trained(directory: Path) -> str:
 
 def _run_identity(cfg: Config, task: Task, model_name: str, tokenizer: Any, fingerprints: dict[str, str]) -> Any:
     """What a checkpoint records of this run, and a resumed one must match (trajectory.py). The evaluation data
-    counts when evaluations pick the final model."""
+    counts when evaluations pick the final model; a test set never changes it."""
     picks = cfg.training_args.load_best_model_at_end
-    kept = {split: fingerprint for split, fingerprint in fingerprints.items() if split == "train" or picks}
+    counted = {"train", "eval"} if picks else {"train"}
+    kept = {split: fingerprint for split, fingerprint in fingerprints.items() if split in counted}
     tokens = cache.tokenizer_fingerprint(tokenizer)
     return trajectory.identity(cfg, trajectory.model_fingerprint(model_name), tokens, kept, task.card())
 
@@ -188,12 +190,40 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
                 **(training.final_evaluation(trainer) or trainer.evaluate()),
                 "eval_samples": len(raw["eval"]),
             }
+        eval_predictions, test_results, test_predictions = evaluations.last, {}, None
+        if "test" in raw:
+            test_results, test_predictions = training.predict(
+                trainer, _test_features(task, raw, datasets), evaluations
+            )
+            test_results["test_samples"] = len(raw["test"])
 
         training.save_model(trainer, env.model_dir)
         if trainer.is_world_process_zero():
-            outputs.make_deployable(env.model_dir, tokenizer.model_input_names)
-            task.write_predictions(env.output_data_dir, evaluations.last)
+            outputs.make_deployable(env.model_dir, tokenizer.model_input_names, task, args)
+            task.write_predictions(env.output_data_dir, eval_predictions)
+            if "test" in raw:
+                task.write_predictions(env.output_data_dir, test_predictions, split="test")
             sizes = {split: len(raw[split]) for split in raw}
             outputs.write_all(cfg, env, task.card(), model_name, sizes, train_results, eval_results, resume)
+            _write_test_results(env, train_results, eval_results, test_results)
         training.push_model(trainer, env.model_dir)
-    return {**train_results, **eval_results}
+    return {**train_results, **eval_results, **test_results}
+
+
+def _test_features(task: Task, raw: Any, datasets: dict[str, Any]) -> Any:
+    """The test set's features longest first, as evaluation's, and the task's evaluation state set to its rows
+    (set_eval): after the final evaluation, so score now maps test predictions back."""
+    order = length_order(datasets["test"])
+    features = datasets["test"].select(order)
+    task.set_eval(raw["test"], features, order)
+    return features
+
+
+def _write_test_results(env: SageMakerEnv, *results: dict[str, Any]) -> None:
+    """test_results.json beside train_ and eval_results.json, and all_results.json with it (model and output dirs)."""
+    train_results, eval_results, test_results = results
+    if not test_results:
+        return
+    for directory in (env.model_dir, env.output_data_dir):
+        outputs.write_json(directory / "test_results.json", test_results)
+        outputs.write_json(directory / "all_results.json", {**train_results, **eval_results, **test_results})

@@ -1,6 +1,6 @@
 """The code that drives transformers' Trainer: build it (the task's Trainer class through trainer_seam.py, with
-sm_train's callbacks), train (resuming, stopping on a signal, not past the end), find the last evaluation, save and
-push the model. runner.py decides what to run; this module runs it."""
+sm_train's callbacks), train (resuming, stopping on a signal, not past the end), find the last evaluation, predict on
+a test set, save and push the model. runner.py decides what to run; this module runs it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from transformers import EarlyStoppingCallback, PrinterCallback
+from transformers import EarlyStoppingCallback, EvalPrediction, PrinterCallback
 
 from sm_train import progress
 from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, SaveOrStop, TrainingDone
@@ -22,6 +22,7 @@ from sm_train.env import SageMakerEnv
 from sm_train.errors import Interrupted, PushFailed
 from sm_train.reasons import failure_reason
 from sm_train.tasks import Task
+from sm_train.tasks.base import Evaluations
 
 # EpochSeededLengthGroupedSampler lived here before the seam: importers of it from this module keep working.
 from sm_train.trainer_seam import EpochSeededLengthGroupedSampler, TrainerSeam, seam_class  # noqa: F401
@@ -111,6 +112,19 @@ def final_evaluation(trainer: TrainerSeam) -> dict[str, Any] | None:
     if not evaluations or evaluations[-1].get("step") != trainer.state.global_step:
         return None
     return {k: v for k, v in evaluations[-1].items() if k.startswith("eval_") or k == "epoch"}
+
+
+def predict(trainer: TrainerSeam, features: Any, evaluations: Evaluations) -> tuple[dict[str, Any], Any]:
+    """Trainer.predict on a test set's features (in the order set_eval was given): its test_* metrics, logged as
+    metric lines, and the readable predictions. Trainer scores only data with labels: without them the task's
+    score runs here on the predictions alone (label_ids None: no metrics)."""
+    evaluations.last = None  # the final evaluation's predictions are not the test set's
+    output = trainer.predict(features, metric_key_prefix="test")
+    if output.label_ids is None and output.predictions is not None:  # (prediction_loss_only keeps none)
+        evaluations(EvalPrediction(predictions=output.predictions, label_ids=None))
+    metrics = dict(output.metrics)
+    trainer.log(dict(metrics))  # Trainer.predict logs nothing: the metric lines come from this log event
+    return metrics, evaluations.last
 
 
 def _explain_resume(trainer: TrainerSeam, path: Path) -> None:

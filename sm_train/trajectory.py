@@ -87,7 +87,9 @@ def identity(cfg: Any, model: str, tokenizer: str, data: dict[str, str], task_fa
         **cfg.training_args.to_dict(),
     }
     kept = {k: v for k, v in settings.items() if k not in FREE and not is_secret_key(k)}
-    facts = {"task": cfg.task_cls.name, "model": model, "tokenizer": tokenizer, **task_facts}
+    # A fact named like a setting is what the task resolved it to (problem_type auto -> regression): both count.
+    resolved = {f"{k} (resolved)" if k in kept else k: v for k, v in task_facts.items()}
+    facts = {"task": cfg.task_cls.name, "model": model, "tokenizer": tokenizer, **resolved}
     facts |= {f"{split} data": fingerprint for split, fingerprint in data.items()}
     return _plain({**facts, **kept})
 

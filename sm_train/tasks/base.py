@@ -25,9 +25,10 @@ class Task:
 
     1. ``Task(args, tokenizer)``: built from its hyperparameters (``Args``) once the tokenizer has loaded; no data.
        It sets ``max_length`` (input tokens); ``target_length(training)`` is the limit of text labels.
-    2. ``prepare(raw)``: the raw splits ("train" and/or "eval"), before any model loads. Check columns, labels and
-       tokenizer fit, remember what later steps read (columns, labels) and return the splits to use (rows dropped
-       or normalised in new datasets: the given dict is not changed). ``card()`` is read here for the run identity.
+    2. ``prepare(raw)``: the raw splits ("train", "eval" and/or "test"), before any model loads. Check columns,
+       labels and tokenizer fit, remember what later steps read (columns, labels) and return the splits to use (rows
+       dropped or normalised in new datasets: the given dict is not changed). A "test" split may lack the labels
+       (answers, summaries): it is then predicted without metrics. ``card()`` is read here for the run identity.
        ``check`` also builds a task with tokenizer None (the tokenizer did not load) and runs only this step: the
        column, type and label checks run, the ones that need a tokenizer (lengths, windows, pre-tokenized ids) are
        skipped.
@@ -43,13 +44,15 @@ class Task:
     7. ``preprocess_logits`` and ``score(prediction) -> (metrics, predictions)`` during every evaluation. Trainer
        gets the metrics through ``Evaluations`` (its compute_metrics, made by the runner), which keeps the last
        evaluation's readable predictions (None for a task that has none to write).
-    8. ``write_predictions(directory, predictions)`` with those predictions (None when no evaluation ran), and
-       ``card()``, after the final evaluation, on the main process.
+    8. With a test set, after the final evaluation: ``set_eval`` again with the test rows, and ``score`` through
+       Trainer.predict (``score`` gets ``label_ids`` None when the test set has no labels: no metrics, only the
+       predictions).
+    9. ``write_predictions(directory, predictions, split)`` with the last evaluation's predictions (None when none
+       ran) and split "eval", then the test set's with split "test" (tasks/predictions.py: one format for every
+       task), and ``card()``, on the main process.
 
     The runner sets no attribute of a task: what a hook needs arrives as its arguments, what it makes for the job
     is returned.
-
-    Tasks never build a Trainer, resume, save or log metrics; runner.py and training.py do that for all of them.
     """
 
     name: ClassVar[str]
@@ -101,9 +104,9 @@ class Task:
         """What evaluation keeps of each batch's logits until score (default: everything)."""
         return logits
 
-    def write_predictions(self, directory: Path, predictions: Any) -> None:
-        """Write the predictions score returned at the last evaluation (None when none ran), for tasks whose answers
-        are worth reading (rank 0 only)."""
+    def write_predictions(self, directory: Path, predictions: Any, split: str = "eval") -> None:
+        """Write the predictions score returned for a split (None when no evaluation ran): "eval", the last
+        evaluation's, for tasks whose answers are worth reading; "test", a test set's (rank 0 only)."""
 
     def card(self) -> dict[str, Any]:
         """Task facts for the model card and the resolved config (e.g. the label names)."""
@@ -135,8 +138,8 @@ def in_dataset_order(rows: list[Any], order: Any) -> list[Any]:
 
 
 def reference_split(raw: DatasetDict) -> str:
-    """The split whose columns and labels the others must match: train, else eval."""
-    return "train" if "train" in raw else "eval"
+    """The split whose columns and labels the others must match: train, else eval, else test."""
+    return next(split for split in ("train", "eval", "test") if split in raw)
 
 
 def find_column(split: Dataset, given: str | None, defaults: tuple[str, ...], hyperparameter: str, where: str) -> str:

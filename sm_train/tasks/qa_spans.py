@@ -1,4 +1,4 @@
-"""The pure parts of extractive question answering: reading an answers value (answer_list), checking answer offsets
+"""The pure parts of extractive question answering: reading answers (answer_list, normalized_answers), checking offsets
 (misplaced_answers), a window's training label (answer_tokens), the evaluation windows read column by column
 (Windows), and best_answers(), which turns the windows' start/end logits back into one answer text per question."""
 
@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Sequence, Value
 
+from sm_train.errors import DataError
+
 ANSWER_TYPE = {"text": Sequence(Value("string")), "answer_start": Sequence(Value("int32"))}
 
 
@@ -23,6 +25,27 @@ def answer_list(value: Any) -> dict[str, list]:
     if isinstance(value, list):
         value = {"text": [a["text"] for a in value], "answer_start": [a["answer_start"] for a in value]}
     return {"text": list(value.get("text") or []), "answer_start": [int(s) for s in value.get("answer_start") or []]}
+
+
+def normalized_answers(batch: dict[str, list], indices: list[int], column: str, where: str) -> dict[str, list]:
+    """A batch's answers in one shape (answer_list) and its ids as text (datasets map, batched, with indices)."""
+    answers = []
+    for index, row_id, value in zip(indices, batch["id"], batch[column], strict=True):
+        try:
+            answers.append(answer_list(value))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DataError(
+                f"Row {row_id!r}: cannot read column {column!r}; expected "
+                '{"text": [...], "answer_start": [...]} with integer offsets, or that as JSON text.'
+            ) from e  # not the exception's text: int() quotes the value
+        texts, starts = len(answers[-1]["text"]), len(answers[-1]["answer_start"])
+        if texts != starts:  # zip() would pair what it can and drop the rest silently
+            raise DataError(
+                f"Row {index} of the {where} data (counting from 0) has {texts} answer texts but {starts} "
+                f"answer_start offsets in column {column!r}; give each answer one text and one answer_start "
+                "(two lists of the same length)."
+            )
+    return {column: answers, "id": [str(i) for i in batch["id"]]}
 
 
 def misplaced_answers(contexts: list[str], answers: list[dict[str, list]]) -> tuple[int, int]:
@@ -87,7 +110,8 @@ def best_answers(
     with_negative: bool = False,
     null_score_diff_threshold: float = 0.0,
 ) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]]]:
-    """Answer text per example id, and the n best candidates, from the logits of every window.
+    """Answer text per example id, and the n best candidates (text, score: start + end logit, start and end:
+    character offsets in the context), from the logits of every window.
 
     contexts: the context of each example id, in output order; windows: in logits order. A span must lie in the
     context, end at or after its start and be at most max_answer_length tokens. With SQuAD v2 the answer is "" when
@@ -122,7 +146,7 @@ def best_answers(
                 strict=True,
             )
         candidates = sorted(candidates, reverse=True)[:n_best_size]
-        texts = [{"text": context[a:b], "score": score} for score, a, b in candidates]
+        texts = [{"text": context[a:b], "score": score, "start": a, "end": b} for score, a, b in candidates]
         best_score = candidates[0][0] if candidates else float("-inf")
         no_answer = not candidates or (with_negative and null_score - best_score > null_score_diff_threshold)
         answers[example_id] = "" if no_answer else texts[0]["text"]

@@ -25,7 +25,15 @@ from sm_train.catalog import METRIC_NAMES, QuestionAnsweringArgs
 from sm_train.errors import ConfigError, DataError
 from sm_train.metrics import squad_metrics
 from sm_train.tasks.base import Task, capped_length, find_column, reference_split, require_columns, require_text
-from sm_train.tasks.qa_spans import ANSWER_TYPE, Windows, answer_list, answer_tokens, best_answers, misplaced_answers
+from sm_train.tasks.predictions import write_test_predictions
+from sm_train.tasks.qa_spans import (
+    ANSWER_TYPE,
+    Windows,
+    answer_tokens,
+    best_answers,
+    misplaced_answers,
+    normalized_answers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +48,11 @@ class QuestionAnswering(Task):
     def __init__(self, args: QuestionAnsweringArgs, tokenizer: PreTrainedTokenizerBase | None) -> None:
         super().__init__(args, tokenizer)
         self.max_length = capped_length("max_seq_length", args.max_seq_length, tokenizer)
-        # What evaluations map the windows' logits back to (set_eval).
+        # What evaluations map the windows' logits back to (set_eval); references None: a test set without answers.
         self.eval_contexts: dict[str, str] = {}
-        self.eval_references: dict[str, list[str]] = {}
+        self.eval_references: dict[str, list[str]] | None = {}
         self.eval_windows: Windows | None = None
+        self.test_ids: list[str] = []  # every test row's id, those dropped for a blank context too (prepare)
 
     def prepare(self, raw: DatasetDict) -> DatasetDict:
         args, tokenizer = self.args, self.tokenizer
@@ -59,50 +68,43 @@ class QuestionAnswering(Task):
         require_columns(raw, texts, reference)
         # The answers are read before any row is dropped: a row number in a message is the row's place in the data.
         read = DatasetDict({split_name: self._read_answers(split, split_name) for split_name, split in raw.items()})
-        # An empty context holds no answer (and crashed the window labelling): those rows go, counted.
+        self.test_ids = read["test"]["id"][:] if "test" in read else []
+        # An empty context holds no answer (and crashed the window labelling): those rows go, counted (a test set's
+        # are predicted as no answer).
         prepared = require_text(read, texts, drop_blank_in=args.context_column)
         for split_name, split in prepared.items():
-            self._check_answers(split, split_name)
+            if args.answer_column in split.column_names:
+                self._check_answers(split, split_name)
             if tokenizer is not None:
                 self._check_stride(split)
         return prepared
 
     def _read_answers(self, split: Dataset, where: str) -> Dataset:
-        """Unique string ids and the answers in one shape ({text: [...], answer_start: [...]})."""
+        """Unique string ids and the answers in one shape ({text: [...], answer_start: [...]}). A test set without
+        answers (no column, or not one answer in it) is predicted without metrics: its answers column goes."""
         args = self.args
-        # Answers may be empty lists (unanswerable questions), but the column must be there.
-        find_column(split, args.answer_column, (), "answer_column", where)
+        labelled = where != "test" or args.answer_column in split.column_names
+        if labelled:  # answers may be empty lists (unanswerable questions), but the column must be there
+            find_column(split, args.answer_column, (), "answer_column", where)
         if "id" not in split.column_names or len(set(split["id"])) != len(split):
             # Predictions are matched to questions by id: ids must exist and be unique.
             if "id" in split.column_names:
                 logger.warning("the %s data has duplicate ids; numbering its rows instead", where)
                 split = split.remove_columns("id")
             split = split.add_column("id", [str(i) for i in range(len(split))])
+        if not labelled:
+            logger.info("the test data has no %r column: predictions only, no test metrics", args.answer_column)
+            return split.cast_column("id", Value("string"))
         features = split.features.copy()
         features.update({args.answer_column: ANSWER_TYPE, "id": Value("string")})
-        return split.map(
-            self._normalize, batched=True, with_indices=True, fn_kwargs={"where": where}, features=features,
-            desc="Reading answers",
+        read = split.map(
+            normalized_answers, batched=True, with_indices=True, features=features, desc="Reading answers",
+            fn_kwargs={"column": args.answer_column, "where": where},
         )  # fmt: skip
-
-    def _normalize(self, batch: dict[str, list], indices: list[int], where: str) -> dict[str, list]:
-        answers, column = [], self.args.answer_column
-        for index, row_id, value in zip(indices, batch["id"], batch[column], strict=True):
-            try:
-                answers.append(answer_list(value))
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise DataError(
-                    f"Row {row_id!r}: cannot read column {column!r}; expected "
-                    '{"text": [...], "answer_start": [...]} with integer offsets, or that as JSON text.'
-                ) from e  # not the exception's text: int() quotes the value
-            texts, starts = len(answers[-1]["text"]), len(answers[-1]["answer_start"])
-            if texts != starts:  # zip() would pair what it can and drop the rest silently
-                raise DataError(
-                    f"Row {index} of the {where} data (counting from 0) has {texts} answer texts but {starts} "
-                    f"answer_start offsets in column {column!r}; give each answer one text and one answer_start "
-                    "(two lists of the same length)."
-                )
-        return {column: answers, "id": [str(i) for i in batch["id"]]}
+        if where == "test" and not any(answer["text"] for answer in read[args.answer_column][:]):
+            logger.info("the test data holds no answers: predictions only, no test metrics")
+            return read.remove_columns(args.answer_column)
+        return read
 
     def _check_answers(self, split: Dataset, where: str) -> None:
         """answer_start must point at the answer text in the context; fail when most rows disagree."""
@@ -136,9 +138,13 @@ class QuestionAnswering(Task):
         """Read once, column by column, what every evaluation maps the predictions back to. The windows carry their
         example ids: their order needs no mapping back."""
         # Whole columns ([:]): iterating a column of a dataset reads it row by row.
-        ids, answers = examples["id"][:], examples[self.args.answer_column][:]
+        ids, column = examples["id"][:], self.args.answer_column
         self.eval_contexts = dict(zip(ids, examples[self.args.context_column][:], strict=True))
-        self.eval_references = {i: answer["text"] for i, answer in zip(ids, answers, strict=True)}
+        self.eval_references = (
+            {i: answer["text"] for i, answer in zip(ids, examples[column][:], strict=True)}
+            if column in examples.column_names
+            else None
+        )
         columns = features.select_columns(["example_id", "offset_mapping", "cls_index"])
         self.eval_windows = Windows.from_table(columns.with_format("arrow")[:])
 
@@ -165,6 +171,7 @@ class QuestionAnswering(Task):
         pad_on_right = tokenizer.padding_side == "right"
         questions = [q.lstrip() for q in batch[args.question_column]]
         contexts = batch[args.context_column]
+        answers = batch.get(args.answer_column)  # None: a test set without answers
         encoded = tokenizer(
             questions if pad_on_right else contexts,
             contexts if pad_on_right else questions,
@@ -184,15 +191,16 @@ class QuestionAnswering(Task):
             cls = ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0
             sequence_ids = encoded.sequence_ids(i)
             sample = sample_map[i]
-            answer = batch[args.answer_column][sample]
-            context_tokens = [t for t, s in enumerate(sequence_ids) if s == context_id]
-            start, end = answer_tokens(answer, offsets, context_tokens, cls)
-            starts.append(start)
-            ends.append(end)
+            if answers is not None:
+                context_tokens = [t for t, s in enumerate(sequence_ids) if s == context_id]
+                start, end = answer_tokens(answers[sample], offsets, context_tokens, cls)
+                starts.append(start)
+                ends.append(end)
             cls_indexes.append(cls)
             example_ids.append(batch["id"][sample])
             kept_offsets.append([o if sequence_ids[k] == context_id else None for k, o in enumerate(offsets)])
-        encoded["start_positions"], encoded["end_positions"] = starts, ends
+        if answers is not None:
+            encoded["start_positions"], encoded["end_positions"] = starts, ends
         if keep_offsets:
             encoded |= {"example_id": example_ids, "offset_mapping": kept_offsets, "cls_index": cls_indexes}
         return encoded
@@ -216,12 +224,24 @@ class QuestionAnswering(Task):
             with_negative=args.version_2_with_negative,
             null_score_diff_threshold=args.null_score_diff_threshold,
         )
-        return squad_metrics(answers, self.eval_references, args.version_2_with_negative), (answers, nbest)
+        references = self.eval_references
+        metrics = {} if references is None else squad_metrics(answers, references, args.version_2_with_negative)
+        return metrics, (answers, nbest)
 
-    def write_predictions(self, directory: Path, predictions: Any) -> None:
+    def write_predictions(self, directory: Path, predictions: Any, split: str = "eval") -> None:
+        """The evaluation's answers and n best (run_qa's files); a test set's as predictions.TEST_FILE: answer ("" for
+        none), the best span's score (start + end logit) and its character offsets in the context."""
         if predictions is None:
             return
         answers, nbest = predictions
+        if split == "test":
+            rows = []
+            for row_id in self.test_ids:  # a row dropped for a blank context has no answer
+                answer = answers.get(row_id, "")
+                best = nbest[row_id][0] if answer else {}
+                rows.append({"id": row_id, "answer": answer, **{k: best.get(k) for k in ("score", "start", "end")}})
+            write_test_predictions(directory, rows)
+            return
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "eval_predictions.json").write_text(json.dumps(answers, indent=2, ensure_ascii=False))
         (directory / "eval_nbest_predictions.json").write_text(json.dumps(nbest, indent=2, ensure_ascii=False))

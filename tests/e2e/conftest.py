@@ -21,12 +21,16 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source_tarball(tmp_path_factory.mktemp("source"))
 
 
-def serve(model_dir: Path, payload: dict[str, Any], hf_task: str | None = None) -> dict[str, Any]:
-    """Load and query the model dir with the SageMaker Hugging Face inference toolkit on transformers 4.x."""
+def serve(
+    model_dir: Path, payload: dict[str, Any], hf_task: str | None = None, pipeline: bool = False
+) -> dict[str, Any]:
+    """Load and query the model dir with the SageMaker Hugging Face inference toolkit on transformers 4.x: through
+    its code/inference.py, or with `pipeline` without it (the toolkit's own pipeline, as it serves other models)."""
     assert TF4_PYTHON.exists(), f"{TF4_PYTHON} is missing: `make test` installs the inference environment"
     task = [hf_task] if hf_task else []
+    flags = ["--pipeline"] if pipeline else []
     done = subprocess.run(
-        [str(TF4_PYTHON), str(REPO / "tests" / "deploy_check.py"), str(model_dir), json.dumps(payload), *task],
+        [str(TF4_PYTHON), str(REPO / "tests" / "deploy_check.py"), *flags, str(model_dir), json.dumps(payload), *task],
         capture_output=True,
         text=True,
         timeout=300,

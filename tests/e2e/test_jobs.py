@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,190 @@ def test_the_saved_configuration_says_the_job_trained_and_evaluated(tmp_path, mo
     training = written["training_args"]
     assert training["do_train"] is True and training["do_eval"] is True and training["eval_strategy"] == "steps"
     assert training["hub_token"] is None and "***" not in json.dumps(written)  # nothing secret was given
+
+
+# Predictions on a test set, and text classification beyond one label per row.
+
+
+def split_channels(tmp_path: Path, **splits: list[dict]) -> dict[str, Path]:
+    return {name: write_rows(tmp_path / "data" / name / f"{name}.jsonl", rows).parent for name, rows in splits.items()}
+
+
+def predictions(job: Job) -> list[dict]:
+    return [json.loads(line) for line in (job.output_data_dir / "test_predictions.jsonl").read_text().splitlines()]
+
+
+def printed_test_metrics(out: str, task: str = "text-classification") -> set[str]:
+    """The test_* metric lines printed, each read back by exactly one of the task's metric definitions."""
+    from sm_train.metrics import metric_definitions
+    from sm_train.tasks import TASKS
+
+    definitions = metric_definitions(TASKS[task].metric_names)
+    lines = re.findall(r"^\[metric\] (test_\w+) = (\S+)$", out, flags=re.MULTILINE)
+    for name, value in lines:
+        line = f"[metric] {name} = {value}"
+        assert [(d["Name"], m[1]) for d in definitions if (m := re.search(d["Regex"], line))] == [(name, value)]
+    return {name for name, _ in lines}
+
+
+def test_a_test_channel_is_predicted_row_by_row(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    """With validation data the test channel is a test set: a prediction for every row (its id, else its number),
+    test_* metric lines that the metric definitions capture, test_results.json; its data is not the run's."""
+    from tests.jobs import assert_metric_lines_captured
+
+    test = [{**row, "id": f"r{i}"} for i, row in enumerate(ROWS[:10])]
+    data = split_channels(tmp_path, train=ROWS, validation=ROWS[:8], test=test)
+    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), **FAST}, data)
+    assert job.returncode == 0, job.failure
+    out = capsys.readouterr().out
+    assert_metric_lines_captured(out, "text-classification")
+    assert {"test_loss", "test_accuracy", "test_f1", "test_runtime"} <= printed_test_metrics(out)
+    rows = predictions(job)
+    assert [r["id"] for r in rows] == [f"r{i}" for i in range(10)]
+    assert all(r["label"] in ("neg", "pos") and 0.5 <= r["score"] <= 1 for r in rows)
+    results = job.results()
+    assert results["test_samples"] == 10 and results["eval_samples"] == 8 and "test_accuracy" in results
+    assert job.results("test_results.json")["test_accuracy"] == results["test_accuracy"]
+    assert (job.output_data_dir / "test_results.json").is_file()
+
+
+def test_predict_only_from_a_model_channel_with_unlabelled_rows(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    """do_train=false, a model channel holding an earlier job's model: its labels are predicted (the test rows have
+    none), without test metrics; a test channel without validation data is a test set when do_predict=true."""
+    trained = run(tmp_path / "a", monkeypatch, {"model_name_or_path": str(tiny_encoder), **FAST},
+                  split_channels(tmp_path / "a", train=ROWS))  # fmt: skip
+    assert trained.returncode == 0, trained.failure
+    unlabelled = [{"text": row["text"]} for row in ROWS[:5]]
+    hps = {"do_train": False, "do_predict": True, "per_device_eval_batch_size": 4}
+    data = {**split_channels(tmp_path / "b", test=unlabelled), "model": trained.model_dir}
+    job = run(tmp_path / "b", monkeypatch, hps, data)
+    assert job.returncode == 0, job.failure
+    assert [r["id"] for r in predictions(job)] == [0, 1, 2, 3, 4]
+    assert {r["label"] for r in predictions(job)} <= {"neg", "pos"}
+    timings = {"test_runtime", "test_samples_per_second", "test_steps_per_second", "test_model_preparation_time"}
+    assert printed_test_metrics(capsys.readouterr().out) <= timings  # no labels: no test_loss, no test_accuracy
+    assert json.loads((job.model_dir / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+    assert not (job.model_dir / "train_results.json").exists() and job.results()["test_samples"] == 5
+
+
+def scores(n: int, seed: int = 0, whole: bool = False) -> list[dict]:
+    """Sentences scored by their sentiment words: 4.5 (or 4) positive, 0.5 (or 1) negative."""
+    return [
+        {"text": text, "label": (4.0 if whole else 4.5) if label == "pos" else (1.0 if whole else 0.5)}
+        for text, label in tiny.sentences(n, seed)
+    ]
+
+
+def tags(n: int, seed: int = 0) -> list[dict]:
+    """Sentences tagged with every kind of word they hold: a list of labels per row (none for some)."""
+    rows = []
+    for text, _ in tiny.sentences(n, seed):
+        words = set(text.split())
+        found = [tag for tag, kind in (("positive", tiny.POSITIVE), ("negative", tiny.NEGATIVE)) if words & set(kind)]
+        rows.append({"text": text, "label": found + (["film"] if "film" in words else [])})
+    return rows
+
+
+RESUMABLE = {"max_steps": 6, "save_steps": 2, "train_batch_size": 8, "lr_scheduler_type": "constant", "seed": 3}
+
+
+def weights(job: Job) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(job.model_dir / "model.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("problem", "rows", "metric"),
+    [("regression", scores, "eval_pearson"), ("multi_label_classification", tags, "eval_f1_micro")],
+)
+def test_regression_and_multi_label_jobs_train_evaluate_and_resume_exactly(
+    tmp_path, monkeypatch, tiny_encoder, problem, rows, metric
+) -> None:
+    """problem_type read off the labels; the model's loss follows (MSE, BCE), evaluation reports the problem's metrics;
+    a run cut at step 4 and resumed ends with the weights of the uninterrupted one."""
+    data = split_channels(tmp_path, train=rows(24), validation=rows(8, seed=1), test=rows(6, seed=2))
+    hps = {"model_name_or_path": str(tiny_encoder), **RESUMABLE}
+    whole = run(tmp_path / "whole", monkeypatch, hps, data)
+    assert whole.returncode == 0, whole.failure
+    config = json.loads((whole.model_dir / "config.json").read_text())
+    assert (
+        config["problem_type"] == problem
+        and metric in whole.results()
+        and metric.replace("eval", "test") in whole.results()
+    )
+    if problem == "regression":
+        assert config["id2label"] == {"0": "LABEL_0"} and all(set(r) == {"id", "score"} for r in predictions(whole))
+    else:
+        assert config["id2label"] == {"0": "film", "1": "negative", "2": "positive"}
+        assert all(set(label) == {"label", "score"} for r in predictions(whole) for label in r["labels"])
+    cut = run(tmp_path / "cut", monkeypatch, {**hps, "max_steps": 4}, data)
+    assert cut.returncode == 0, cut.failure
+    shutil.rmtree(cut.model_dir)
+    cut.model_dir.mkdir()
+    resumed = run(tmp_path / "cut", monkeypatch, hps, data)
+    assert resumed.returncode == 0, resumed.failure
+    first, second = weights(whole), weights(resumed)
+    assert first.keys() == second.keys() and all(first[k].equal(second[k]) for k in first)
+
+
+def test_a_changed_problem_type_is_not_resumed(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:
+    """The problem type is part of the run: the same two labels as one-element lists (multi-label) are refused by
+    the same-run rule; whole-number scores read as classes (auto) instead of numbers (regression) make a head of
+    another shape, whose checkpoint is set aside as another model's. The same settings resume."""
+    single = [{"text": text, "label": label} for text, label in tiny.sentences(24)]
+    hps = {"model_name_or_path": str(tiny_encoder), "max_steps": 2, "save_steps": 2}
+
+    def again(base: Path, changes: dict, rows: list[dict]) -> Job:
+        job = Job(base / "opt" / "ml")
+        if job.model_dir.exists():  # the next attempt: the same checkpoint dir, a new model dir
+            shutil.rmtree(job.model_dir)
+            job.model_dir.mkdir()
+            (job.root / "output" / "failure").unlink(missing_ok=True)
+        return run(base, monkeypatch, {**hps, **changes}, split_channels(base, train=rows))
+
+    assert again(tmp_path / "a", {}, single).returncode == 0
+    lists = [{**row, "label": [row["label"]]} for row in single]
+    changed = again(tmp_path / "a", {"max_steps": 3}, lists)
+    pattern = r"Not resuming from .*checkpoint-2: .*problem_type \(resolved\): single_label_classification -> multi_"
+    assert changed.returncode != 0 and re.search(pattern, changed.failure or "")
+    assert not list(changed.model_dir.iterdir())
+    assert again(tmp_path / "a", {"max_steps": 3}, single).returncode == 0
+    assert "resuming at step 2" in capsys.readouterr().err
+
+    numbers = scores(24, whole=True)
+    regression = again(tmp_path / "b", {"problem_type": "regression"}, numbers)
+    assert regression.returncode == 0, regression.failure
+    shape = again(tmp_path / "b", {"max_steps": 3}, numbers)
+    assert shape.returncode == 0, shape.failure
+    log = capsys.readouterr().err
+    assert "checkpoint-2 (its weights belong to another model (classifier.bias: (1,) here, (2,) in it))" in log
+    assert json.loads((shape.model_dir / "config.json").read_text())["problem_type"] == "single_label_classification"
+
+
+@pytest.mark.parametrize("task", ["question-answering", "summarization"])
+def test_every_task_predicts_a_test_channel(tmp_path, monkeypatch, task, capsys) -> None:
+    """Answers and summaries for every test row (a blank QA context gets no answer), test_* lines captured."""
+    with capsys.disabled():  # library log handlers made now must not hold this test's captured stream
+        if task == "question-answering":
+            model, rows = tiny.build_encoder(tmp_path / "model"), tiny.qa_rows
+            hps = {"max_seq_length": 64, "doc_stride": 24}
+        else:
+            model, rows = tiny.build_seq2seq(tmp_path / "model"), tiny.dialogues
+            hps = {"max_source_length": 64, "max_target_length": 16}
+    test = rows(6, seed=2)
+    if task == "question-answering":
+        test[3] = {**test[3], "context": " ", "answers": {"text": [], "answer_start": []}}
+    data = split_channels(tmp_path, train=rows(16), validation=rows(4, seed=1), test=test)
+    job = run(tmp_path, monkeypatch, {"task": task, "model_name_or_path": str(model), **hps, **FAST}, data)
+    assert job.returncode == 0, job.failure
+    printed = printed_test_metrics(capsys.readouterr().out, task)
+    assert {"test_f1", "test_exact_match"} <= printed if task == "question-answering" else "test_rouge1" in printed
+    rows_written = predictions(job)
+    assert len(rows_written) == 6
+    if task == "question-answering":
+        assert [r["id"] for r in rows_written] == [r["id"] for r in test] and rows_written[3]["answer"] == ""
+    else:
+        assert [r["id"] for r in rows_written] == list(range(6)) and all(
+            isinstance(r["summary"], str) for r in rows_written
+        )

@@ -60,7 +60,9 @@ def test_model_dir_is_flat_and_deployable(csv_job: Job) -> None:
         "eval_results.json",
         "all_results.json",
     } <= names
-    assert not any(p.is_dir() for p in csv_job.model_dir.iterdir())
+    # Flat but for the serving module and its settings (code/, which the inference toolkit imports from).
+    assert [p.name for p in csv_job.model_dir.iterdir() if p.is_dir()] == ["code"]
+    assert sorted(p.name for p in (csv_job.model_dir / "code").iterdir()) == ["inference.py", "serving.json"]
     assert not names & set(NOT_DEPLOYABLE)
     config = json.loads((csv_job.model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["label2id"] == {"neg": 0, "pos": 1}
@@ -81,7 +83,7 @@ def test_outputs_data_dir_and_model_card(csv_job: Job) -> None:
 def test_secrets_never_written_or_logged(csv_job: Job) -> None:
     written = "".join(
         p.read_text(errors="ignore")
-        for p in (*csv_job.model_dir.iterdir(), *csv_job.output_data_dir.iterdir())
+        for p in (*csv_job.model_dir.rglob("*"), *csv_job.output_data_dir.iterdir())
         if p.suffix in (".json", ".md")
     )
     assert "hf_DoNotLeakThis" not in written
@@ -114,9 +116,10 @@ def test_saved_model_serves_user_labels(csv_job: Job) -> None:
     classify = pipeline("text-classification", model=str(csv_job.model_dir))
     assert classify("the film was wonderful and superb")[0]["label"] == "pos"
     assert classify("an awful and boring plot")[0]["label"] == "neg"
-    served = serve(csv_job.model_dir, {"inputs": "the film was wonderful and superb"})
-    assert served["task"] == "text-classification"
-    assert served["prediction"][0]["label"] == "pos"
+    for without_code in (False, True):  # through the model dir's code/inference.py, and the toolkit's pipeline
+        served = serve(csv_job.model_dir, {"inputs": "the film was wonderful and superb"}, pipeline=without_code)
+        assert served["task"] == "text-classification"
+        assert served["prediction"][0]["label"] == "pos"
 
 
 def test_jsonl_integer_labels_default_columns(tmp_path: Path, tiny_encoder: Path, source: Path) -> None:
@@ -184,3 +187,23 @@ def test_missing_train_channel(tmp_path: Path, tiny_encoder: Path, source: Path)
     hps, channels = bad(tmp_path, model_name_or_path=str(tiny_encoder))
     job = run_toolkit(make_tree(tmp_path, hps, {"validation": channels["validation"]}, source=source))
     assert_fails(job, r"No training data: give the job a 'train' channel.*Channels present: validation")
+
+
+def test_multi_label_csv_with_a_test_set(tmp_path: Path, tiny_encoder: Path, source: Path) -> None:
+    """Through the toolkit: a CSV whose labels are JSON lists as text trains a multi-label model (problem_type read
+    off them); the test channel beside validation is predicted row by row, its test_* lines read back by the
+    metric definitions."""
+    from tests.e2e.test_jobs import tags
+
+    for split, rows in (("train", tags(48)), ("validation", tags(12, seed=1)), ("test", tags(10, seed=2))):
+        write_rows(tmp_path / split / f"{split}.csv", [{**row, "label": json.dumps(row["label"])} for row in rows])
+    hps = {"model_name_or_path": str(tiny_encoder), "epochs": 1, "train_batch_size": 8}
+    channels = {split: tmp_path / split for split in ("train", "validation", "test")}
+    job = run_toolkit(make_tree(tmp_path, hps, channels, source=source))
+    assert job.returncode == 0, job.log[-4000:]
+    config = json.loads((job.model_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and len(config["id2label"]) == 3
+    assert_metric_lines_captured(job.stdout, "text-classification")
+    assert "[metric] test_f1_micro = " in job.stdout and job.results()["test_samples"] == 10
+    written = (job.output_data_dir / "test_predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in written] == list(range(10))

@@ -89,7 +89,11 @@ def test_metric_lines_have_exact_match_and_f1(jsonl_job: Job) -> None:
 
 def test_saved_model_answers_with_auto_classes_and_the_inference_toolkit(jsonl_job: Job) -> None:
     assert answer(jsonl_job.model_dir, **PROBE) == "purple"
-    served = serve(jsonl_job.model_dir, {"inputs": PROBE})
+    served = serve(jsonl_job.model_dir, {"inputs": PROBE})  # through the model dir's code/inference.py
+    assert served["task"] == "question-answering"
+    assert served["prediction"]["answer"] == "purple"
+    assert PROBE["context"][served["prediction"]["start"] : served["prediction"]["end"]] == "purple"
+    served = serve(jsonl_job.model_dir, {"inputs": PROBE}, pipeline=True)  # the 4.x toolkit's pipeline, without it
     assert served["task"] == "question-answering"
     assert served["prediction"]["answer"].strip() == "purple"
 
@@ -128,8 +132,8 @@ def test_nested_squad_v2_with_unanswerable_questions(tmp_path: Path, source: Pat
     assert results["eval_HasAns_total"] == 30 and results["eval_NoAns_total"] == 10
     assert results["eval_HasAns_f1"] >= 60 and results["eval_NoAns_exact"] >= 60 and results["eval_f1"] >= 60
     assert_metric_lines_captured(job.stdout, "question-answering")  # with the HasAns_*/NoAns_* metrics
-    served = serve(job.model_dir, {"inputs": PROBE})
-    assert served["prediction"]["answer"].strip() == "purple"
+    served = serve(job.model_dir, {"inputs": PROBE})  # the module applies the job's no-answer rule
+    assert served["prediction"]["answer"] == "purple"
 
 
 def test_doc_stride_without_room_fails_before_training(tmp_path: Path, source: Path) -> None:

@@ -69,7 +69,10 @@ def test_bart_model_dir_deploys(bart_job: Job) -> None:
     generation = json.loads((bart_job.model_dir / "generation_config.json").read_text())
     assert generation["max_length"] == 16 and generation["num_beams"] == 1
     assert summarize(bart_job.model_dir, PROBE) == "erin likes purple."
-    served = serve(bart_job.model_dir, {"inputs": PROBE}, hf_task="summarization")
+    served = serve(bart_job.model_dir, {"inputs": PROBE})  # through the model dir's code/inference.py
+    assert served["task"] == "summarization"
+    assert served["prediction"][0]["summary_text"] == "erin likes purple."
+    served = serve(bart_job.model_dir, {"inputs": PROBE}, hf_task="summarization", pipeline=True)  # without it
     assert served["task"] == "summarization"
     assert served["prediction"][0]["summary_text"].strip() == "erin likes purple."
 
@@ -94,11 +97,14 @@ def test_t5_long_summaries_with_seed_003_hyperparameters(tmp_path: Path, source:
     assert not summarize(job.model_dir, "summarize: " + PROBE, max_length=20).endswith(
         "film."
     )  # what the default would do
-    served = serve(job.model_dir, {"inputs": PROBE}, hf_task="summarization")
+    served = serve(job.model_dir, {"inputs": PROBE})  # code/inference.py adds the prefix (serving.json)
+    assert served["prediction"][0]["summary_text"] == whole
+    # Without the module, 4.x images serve it through the toolkit's pipelines, which prepend config.prefix: with
+    # HF_TASK=summarization, and without HF_TASK as text2text-generation (inferred from the architecture), the same
+    # whole summary under that pipeline's key.
+    served = serve(job.model_dir, {"inputs": PROBE}, hf_task="summarization", pipeline=True)
     assert served["prediction"][0]["summary_text"].strip() == whole
-    # Without HF_TASK the toolkit infers text2text-generation from the architecture: the same whole summary (the
-    # prefix comes from config.prefix), under that pipeline's key.
-    served = serve(job.model_dir, {"inputs": PROBE})
+    served = serve(job.model_dir, {"inputs": PROBE}, pipeline=True)
     assert served["task"] == "text2text-generation"
     assert served["prediction"][0]["generated_text"].strip() == whole
 

@@ -50,5 +50,8 @@ def test_job_on_transformers_4(tmp_path: Path) -> None:
     assert resolved["training_args"]["warmup_ratio"] == 0.1 and resolved["training_args"]["group_by_length"] is True
     assert "[metric] eval_accuracy = " in done.stdout
     assert not (job.model_dir / "training_args.bin").exists()
-    served = serve(job.model_dir, {"inputs": "a wonderful film"})
-    assert served["task"] == "text-classification" and served["prediction"][0]["label"] in ("neg", "pos")
+    settings = json.loads((job.model_dir / "code" / "serving.json").read_text())  # a job on 4.x writes them too
+    assert settings["versions"]["transformers"] == resolved["versions"]["transformers"]
+    for pipeline in (False, True):
+        served = serve(job.model_dir, {"inputs": "a wonderful film"}, pipeline=pipeline)
+        assert served["task"] == "text-classification" and served["prediction"][0]["label"] in ("neg", "pos")

@@ -35,3 +35,19 @@ def test_the_light_commands_import_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_problem_types_are_the_ones_transformers_configs_take() -> None:
+    """problem_type reaches from_pretrained as is (the model's loss and config.json follow it): every value but auto
+    is one transformers accepts, and the hyperparameter refuses others before anything loads."""
+    import pytest
+    from transformers import BertConfig
+
+    from sm_train.errors import ConfigError
+
+    assert catalog.PROBLEM_TYPES[0] == "auto"
+    for problem in catalog.PROBLEM_TYPES[1:]:
+        assert BertConfig(problem_type=problem).problem_type == problem
+        assert catalog.TextClassificationArgs(problem_type=problem).problem_type == problem
+    with pytest.raises(ConfigError, match=r"problem_type='multilabel' is not one of auto, single_label_classific"):
+        catalog.TextClassificationArgs(problem_type="multilabel")

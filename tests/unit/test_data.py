@@ -87,3 +87,72 @@ def test_a_local_dataset_name_is_not_called_a_hub_dataset(tmp_path: Path) -> Non
     assert "Hugging Face Hub" not in str(caught.value)
     with pytest.raises(DataError, match=r"dataset_name='nobody/no-such-dataset' from the Hugging Face Hub: "):
         load_raw(JobArgs(dataset_name="nobody/no-such-dataset"), env)
+
+
+# A test set or the evaluation split: what the test data is.
+
+
+@pytest.mark.parametrize(
+    ("channels", "do_predict", "splits"),
+    [
+        (("train", "validation", "test"), None, {"train": 6, "eval": 2, "test": 3}),  # a test set beside validation
+        (("train", "test"), None, {"train": 6, "eval": 3}),  # no validation: test is the evaluation split
+        (("train", "test"), True, {"train": 6, "test": 3}),  # ... unless do_predict=true
+        (("train", "test"), False, {"train": 6, "eval": 3}),
+        (("train", "validation", "test"), False, {"train": 6, "eval": 2}),  # not predicted: not used
+        (("test",), True, {"test": 3}),
+    ],
+)
+def test_what_the_test_data_is(tmp_path: Path, caplog, channels, do_predict, splits) -> None:
+    sizes = {"train": ROWS, "validation": ROWS[:2], "test": ROWS[:3]}
+    env = sm_env(tmp_path, {name: sizes[name] for name in channels})
+    with caplog.at_level("INFO", logger="sm_train.data"):
+        raw = load_raw(JobArgs(), env, do_predict)
+    assert {split: len(rows) for split, rows in raw.items()} == splits
+    said = {
+        "test": "the test channel is a test set: the job predicts every row after training (do_predict;",
+        "eval": "the test channel is the evaluation split: there is no validation data",
+    }
+    if do_predict is not False and "test" in channels:
+        assert said["test" if "test" in raw else "eval"] in caplog.text
+
+
+def test_a_test_set_from_files_and_saved_splits(tmp_path: Path) -> None:
+    """test_file beside validation_file; a DatasetDict's validation and test splits, each its own role."""
+    env = sm_env(tmp_path, {})
+    files = {name: write_rows(tmp_path / f"{name}.jsonl", ROWS[:n]) for name, n in (("v", 2), ("t", 4))}
+    raw = load_raw(
+        JobArgs(train_file=str(files["t"]), validation_file=str(files["v"]), test_file=str(files["t"])), env
+    )
+    assert (len(raw["eval"]), len(raw["test"])) == (2, 4)
+    dataset = Dataset.from_list(ROWS)
+    saved = DatasetDict({"train": dataset, "validation": dataset.select([0]), "test": dataset.select([1, 2])})
+    saved.save_to_disk(str(tmp_path / "saved"))
+    raw = load_raw(JobArgs(train_file=str(tmp_path / "saved")), env)
+    assert (len(raw["train"]), len(raw["eval"]), len(raw["test"])) == (6, 1, 2)
+
+
+def test_do_predict_without_test_data_fails(tmp_path: Path) -> None:
+    env = sm_env(tmp_path, {"train": ROWS, "validation": ROWS[:2]})
+    with pytest.raises(
+        DataError, match=r"do_predict=true but there is no test data: add a 'test' channel .*test_file"
+    ):
+        load_raw(JobArgs(), env, True)
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "channels", "splits"),
+    [
+        ({"do_train": False, "do_predict": True}, ("test",), {"test"}),  # prediction alone (a model channel)
+        ({"do_train": False}, ("validation", "test"), {"eval", "test"}),
+        ({"do_eval": False}, ("train", "validation", "test"), {"train", "test"}),
+    ],
+)
+def test_select_splits_with_a_test_set(tmp_path: Path, hyperparameters, channels, splits) -> None:
+    from sm_train.config import parse
+    from sm_train.data import select_splits
+    from sm_train.device import DeviceInfo
+
+    env = sm_env(tmp_path, {name: ROWS for name in channels})
+    cfg = parse([("model_name_or_path", "m"), *hyperparameters.items()], env, DeviceInfo())
+    assert set(select_splits(cfg, env)) == splits

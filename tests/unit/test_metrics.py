@@ -14,6 +14,8 @@ from sm_train.metrics import (
     format_value,
     metric_definitions,
     metric_lines,
+    multi_label_metrics,
+    regression_metrics,
 )
 from sm_train.tasks import TASKS
 from tests.jobs import assert_metric_lines_captured, make_tree, write_rows
@@ -74,6 +76,8 @@ def test_definitions_fit_the_api_limits(task) -> None:
     assert all(1 <= len(d["Regex"]) <= MAX_REGEX_LENGTH for d in found)
     assert len({d["Name"] for d in found}) == len(found)
     assert {f"eval_{m}" for m in TASKS[task].metric_names} <= {d["Name"] for d in found}
+    assert {f"test_{m}" for m in TASKS[task].metric_names} <= {d["Name"] for d in found}  # Trainer.predict's
+    assert {"test_loss", "test_runtime", "test_model_preparation_time"} <= {d["Name"] for d in found}
 
 
 def test_classification_metrics_binary_and_macro() -> None:
@@ -82,6 +86,26 @@ def test_classification_metrics_binary_and_macro() -> None:
     macro = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1]), 3)
     assert macro["accuracy"] == 0.75
     assert macro["f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_regression_metrics() -> None:
+    found = regression_metrics(np.array([1.0, 2.0, 3.0, 5.0]), np.array([1.0, 2.0, 4.0, 3.0]))
+    assert found["mse"] == pytest.approx((0 + 0 + 1 + 4) / 4)
+    # deviations from the means (2.75, 2.5): their products sum to 4.5, their squares to 8.75 and 5; ranks differ by 1
+    assert found["pearson"] == pytest.approx(4.5 / math.sqrt(8.75 * 5))
+    assert found["spearmanr"] == pytest.approx(1 - 6 * 2 / (4 * (4**2 - 1)))
+    constant = regression_metrics(np.array([2.0, 2.0]), np.array([1.0, 3.0]))  # undefined correlation: nan
+    assert math.isnan(constant["pearson"]) and math.isnan(constant["spearmanr"]) and constant["mse"] == 1.0
+    assert metric_lines({"eval_pearson": constant["pearson"]}) == "[metric] eval_pearson = nan\n"
+
+
+def test_multi_label_metrics() -> None:
+    labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    predicted = np.array([[1, 0, 1], [0, 1, 1], [1, 0, 0], [0, 0, 0]])
+    found = multi_label_metrics(predicted, labels)
+    assert found["exact_match"] == 0.5  # rows 0 and 3 have every label right
+    assert found["f1_micro"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))  # 4 true positives, 1 false each way
+    assert found["f1_macro"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)  # per label: exact; a miss; a false one
 
 
 def test_every_metric_of_an_evaluation_only_job_is_defined(tmp_path, monkeypatch, tiny_encoder, capsys) -> None:

@@ -439,3 +439,203 @@ def test_labels_named_like_missing_values_stay_labels_blank_ones_do_not(tmp_path
     raw = DatasetDict({"train": load_path(write_rows(tmp_path / "blank.jsonl", [*rows, {"text": "t", "label": " "}]))})
     with pytest.raises(DataError, match=r"Column 'label' of the train data has 1 empty labels"):
         TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
+
+
+# A test set: predicted through the same hooks, with or without its labels (answers, summaries).
+
+LABELS = {"text-classification": "label", "question-answering": "answers", "summarization": "summary"}
+
+
+def test_every_registered_task_names_its_labels() -> None:
+    assert set(LABELS) == set(TASKS)
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_a_test_set_is_predicted_row_by_row(name, labelled, tmp_path) -> None:
+    """After the final evaluation the runner hands the test rows to set_eval, predicts through Trainer and writes
+    test_predictions.jsonl: one line per row in the data's order, each with its id; test_* metrics only when the
+    test set has labels."""
+    from transformers import AutoTokenizer
+
+    from sm_train.training import predict
+
+    task_cls = TASKS[name]
+    rows, build_model, hyperparameters = TINY[name]
+    model_dir = build_model(tmp_path / "model")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    test = [{**row, "id": f"t{i}"} for i, row in enumerate(rows(6, seed=2))]
+    if not labelled:
+        test = [{k: v for k, v in row.items() if k != LABELS[name]} for row in test]
+    raw = DatasetDict({"train": Dataset.from_list(rows(12)), "test": Dataset.from_list(test)})
+    task = task_cls(task_cls.Args(**hyperparameters), tokenizer)
+    prepared = task.prepare(raw)
+    assert (LABELS[name] in prepared["test"].column_names) == labelled
+    model = task_cls.model_class.from_pretrained(model_dir, **task.model_kwargs())
+    task.configure(model, task_cls.training_args_class(output_dir=str(tmp_path / "out"), report_to="none"))
+    features = task.preprocess(prepared["test"], training=False)
+    order = length_order(features)
+    task.set_eval(prepared["test"], features.select(order), order)
+    args = task.training_args_class(output_dir=str(tmp_path / "p"), report_to="none", use_cpu=True,
+                                    per_device_eval_batch_size=4, **task.training_defaults)  # fmt: skip
+    evaluations = Evaluations(task)
+    trainer = task.trainer_class(model=model, args=args, processing_class=tokenizer, compute_metrics=evaluations,
+                                 data_collator=task.collator(model, None),
+                                 preprocess_logits_for_metrics=task.preprocess_logits)  # fmt: skip
+    metrics, predictions = predict(trainer, features.select(order), evaluations)
+    scored = {k for k in metrics if k.removeprefix("test_") in task_cls.metric_names}
+    assert bool(scored) == labelled and all(k.startswith("test_") for k in metrics)
+    task.write_predictions(tmp_path / "data", predictions, split="test")
+    written = [json.loads(line) for line in (tmp_path / "data" / "test_predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in written] == [f"t{i}" for i in range(6)]
+    keys = {"text-classification": {"id", "label", "score"}, "question-answering": {"id", "answer", "score", "start",
+            "end"}, "summarization": {"id", "summary"}}  # fmt: skip
+    assert all(set(row) == keys[name] for row in written)
+
+
+# Text classification's problem types: read off the labels, or set; mixed shapes fail naming the first row.
+
+
+@pytest.mark.parametrize(
+    ("labels", "args", "problem", "names"),
+    [
+        (["pos", "neg", "pos"], {}, "single_label_classification", ["neg", "pos"]),
+        ([1.0, 2.0, 1.0], {}, "single_label_classification", ["1", "2"]),  # whole numbers are classes
+        ([0.5, 4.25, 3.0], {}, "regression", []),
+        (["0.5", "4.25"], {}, "regression", []),  # numbers as text (a JSON string) read as numbers
+        ([1, 4, 3], {"problem_type": "regression"}, "regression", []),
+        ([["sport", "news"], ["news"], []], {}, "multi_label_classification", ["news", "sport"]),
+        ([[2, 1], [1]], {}, "multi_label_classification", ["1", "2"]),
+        (["0.5", "4.25"], {"problem_type": "single_label_classification"}, "single_label_classification",
+         ["0.5", "4.25"]),
+    ],
+)  # fmt: skip
+def test_the_problem_type_is_read_off_the_labels(labels, args, problem, names) -> None:
+    task = classify(labelled(labels), **args)
+    assert (task.problem_type, task.label_names) == (problem, names)
+    assert task.card() == {"labels": names, "problem_type": problem}
+    kwargs = task.model_kwargs()
+    assert kwargs["problem_type"] == problem and kwargs["num_labels"] == (len(names) or 1)
+    assert ("id2label" in kwargs) == (problem != "regression")  # regression saves no label names
+
+
+def test_multi_label_lists_in_a_csv_are_json_text(tmp_path, tokenizer) -> None:
+    """A CSV holds a list only as text: a JSON list there is a list of labels; labels become multi-hot floats."""
+    rows = labelled([json.dumps(["sport", "news"]), json.dumps(["news"]), "[]"])
+    raw = DatasetDict({"train": load_path(write_rows(tmp_path / "t.csv", rows))})
+    task = TextClassification(TextClassificationArgs(), tokenizer)
+    features = task.preprocess(task.prepare(raw)["train"], training=True)
+    assert task.problem_type == "multi_label_classification" and task.label_names == ["news", "sport"]
+    assert features["labels"][:] == [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
+    assert str(features.features["labels"].feature.dtype) == "float32"  # BCE with logits takes float labels
+
+
+def test_regression_labels_are_float32_numbers(tokenizer) -> None:
+    task = classify(labelled([0.5, 4.25, 3]), tokenizer=tokenizer)
+    features = task.preprocess(Dataset.from_list(labelled([0.5, 4.25, 3])), training=True)
+    assert features["labels"][:] == [0.5, 4.25, 3.0] and features.features["labels"].dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    ("train", "evaluation", "args", "pattern"),
+    [
+        (['["a"]', "b", "c"], None, {},
+         r"Column 'label' of the train data mixes lists of labels \(row 0: '\[\"a\"\]'\) and single labels \(row 1: "
+         r"'b'\): give every row a list"),
+        (["0.5", "x", "1.5"], None, {},
+         r"Column 'label' of the train data mixes numbers that are not whole \(row 0: '0.5'\) with text "
+         r"\(row 1: 'x'\): set problem_type=single_label_classification to read them all as class names"),
+        ([["a"], ["b"]], ["a", "b"], {},
+         r"Column 'label' of the eval data holds one label per row \(row 0: 'a'\), but the labels are lists"),
+        (["a", "b"], [["a"], ["b"]], {},
+         r"Column 'label' of the eval data holds lists of labels \(row 0: \[\"a\"\]\), but the labels are one per "
+         r"row"),
+        ([0.5, 1.5], [0.5, "x"], {},
+         r"Column 'label' of the eval data holds text that is not a number \(row 1: 'x'\)"),
+        (["a", "b"], None, {"problem_type": "multi_label_classification"},
+         r"problem_type=multi_label_classification needs a list of labels per row .* column 'label' of the train "
+         r"data holds one label per row \(row 0: 'a'\)"),
+        ([["a"], ["b"]], None, {"problem_type": "single_label_classification"},
+         r"Column 'label' of the train data holds a list of labels per row \(row 0: \[\"a\"\]\), but "
+         r"problem_type=single_label_classification needs one label per row"),
+        ([0.5, 1.5], None, {"problem_type": "single_label_classification"},
+         r"Column 'label' of the train data holds numbers that are not whole \(row 0: 0.5\): classes must be integers "
+         r"or text. Set problem_type=regression"),
+        (["a", "1"], None, {"problem_type": "regression"},
+         r"Column 'label' of the train data holds text that is not a number \(row 0: 'a'\)"),
+        ([["a", None], ["b"]], None, {}, r"Column 'label' of the train data has lists of labels with empty \(null\)"),
+        ([[1, 0.5], [2]], None, {}, r"Column 'label' of the train data has lists whose entries are not class labels "
+         r"\(\[0.5\]\)"),
+        ([["a"], ["b"]], [["a", "c"]], {}, r"Evaluation labels \['c'\] do not occur in the training data"),
+    ],
+)  # fmt: skip
+def test_labels_of_mixed_shapes_fail_naming_the_column_split_and_row(tmp_path, train, evaluation, args, pattern):
+    def split(values: list, name: str) -> Dataset:
+        """Text, or numbers and text mixed, as a CSV column reads them (text); other values as JSON lines do."""
+        if all(isinstance(v, str | float) for v in values) and any(isinstance(v, str) for v in values):
+            return load_path(write_rows(tmp_path / f"{name}.csv", labelled(values)))
+        return Dataset.from_list(labelled(values))
+
+    raw = DatasetDict({"train": split(train, "train")})
+    if evaluation is not None:
+        raw["eval"] = split(evaluation, "eval")
+    with pytest.raises(DataError, match=pattern):
+        TextClassification(TextClassificationArgs(**args), None).prepare(raw)
+
+
+def test_scores_become_readable_rows_in_the_data_order() -> None:
+    """Regression: the number; multi-label: every label over 0.5, likeliest first; single: the label and its
+    probability. Rows come back in the data's order (the features ran longest first), led by their ids."""
+    import numpy as np
+    from transformers import EvalPrediction
+
+    rows = Dataset.from_list([{"id": f"r{i}", "text": "x", "label": label} for i, label in enumerate([1.5, 0.5])])
+    task = classify(labelled([1.5, 0.5]))
+    task.set_eval(rows, rows, np.array([1, 0]))  # the first feature is row 1
+    metrics, predictions = task.score(EvalPrediction(predictions=np.array([[0.25], [2.0]]), label_ids=None))
+    assert metrics == {} and predictions == [{"id": "r0", "score": 2.0}, {"id": "r1", "score": 0.25}]
+    metrics, _ = task.score(EvalPrediction(predictions=np.array([[0.5], [1.5]]), label_ids=np.array([0.5, 1.5])))
+    assert metrics["mse"] == 0.0 and metrics["pearson"] == pytest.approx(1.0)
+
+    task = classify(labelled([["a", "b"], ["c"]]))
+    task.set_eval(rows, rows, None)
+    logits = np.array([[2.0, -3.0, 0.5], [-1.0, -1.0, -1.0]])
+    metrics, predictions = task.score(EvalPrediction(predictions=logits, label_ids=np.array([[1, 0, 1], [0, 0, 0]])))
+    assert [[label["label"] for label in row["labels"]] for row in predictions] == [["a", "c"], []]
+    assert predictions[0]["labels"][0]["score"] == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert metrics["exact_match"] == 1.0 and metrics["f1_micro"] == 1.0
+
+    task = classify(labelled(["neg", "pos"]))
+    task.set_eval(Dataset.from_list(labelled(["neg", "pos"])), rows, None)  # no id column: the row numbers
+    _, predictions = task.score(EvalPrediction(predictions=np.array([[0.0, 0.0], [3.0, 1.0]]), label_ids=None))
+    second = {"id": 1, "label": "neg", "score": pytest.approx(1 / (1 + np.exp(-2.0)))}
+    assert predictions == [{"id": 0, "label": "neg", "score": 0.5}, second]
+
+
+def test_without_training_the_model_labels_are_predicted(tokenizer) -> None:
+    """do_train=false: the model keeps its head; its label names (id2label) map the data's labels, which must be
+    among them; a model without names takes the data's, in their sorted order; its problem type must fit."""
+    from transformers import BertConfig
+
+    def predicting(labels: list, config: BertConfig, **args) -> TextClassification:
+        task = TextClassification(TextClassificationArgs(**args), tokenizer)
+        task.prepare(DatasetDict({"eval": Dataset.from_list(labelled(labels))}))
+        assert task.model_kwargs() == {}  # the model as saved
+        task.configure(type("Model", (), {"config": config})(), None)
+        return task
+
+    named = BertConfig(id2label={0: "neg", 1: "neutral", 2: "pos"}, label2id={"neg": 0, "neutral": 1, "pos": 2})
+    task = predicting(["pos", "pos", "neg"], named)  # one label fewer than the model knows: its ids still hold
+    assert task.label_names == ["neg", "neutral", "pos"] and task.label2id == {"neg": 0, "pos": 2}
+    with pytest.raises(DataError, match=r"Labels \['meh'\] of the data are not labels of the model \(its id2label"):
+        predicting(["pos", "meh"], named)
+    unnamed = BertConfig(num_labels=2)
+    assert predicting(["b", "a"], unnamed).label_names == ["a", "b"] and unnamed.id2label == {0: "a", 1: "b"}
+    with pytest.raises(DataError, match=r"The data has 3 labels \['a', 'b', 'c'\], but the model has 2 outputs"):
+        predicting(["a", "b", "c"], BertConfig(num_labels=2))
+    regression = BertConfig(num_labels=1, problem_type="regression")
+    assert predicting([1, 4, 2], regression).problem_type == "regression"  # whole numbers: the model's kind
+    with pytest.raises(DataError, match=r"The model is a regression model \(1 outputs\), but the data's labels make "):
+        predicting([["a"], ["b"]], regression)
+    with pytest.raises(DataError, match=r"problem_type=single_label_classification, but the model is a regression"):
+        predicting([1, 4], regression, problem_type="single_label_classification")
