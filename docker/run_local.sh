@@ -2,7 +2,7 @@
 # Run sm_train's image on local folders as SageMaker would: an /opt/ml tree (hyperparameters, channels, checkpoint
 # config) mounted into the container, which runs `python -m sm_train train` (or `check`) on it.
 #
-#   docker/run_local.sh [--image IMAGE] [--root DIR] [--gpus] [--check] [--checkpoints DIR] \
+#   docker/run_local.sh [--image IMAGE] [--root DIR] [--gpus] [--check] [--checkpoints DIR] [-e KEY=VALUE ...] \
 #       --channel train=data/train [--channel validation=data/val] -- --model_name_or_path bert-base-uncased --epochs 1
 #
 # The tree is the one `python -m sm_train local` makes (sm_train/local_tree.py, local_rerun.py), by default under
@@ -13,8 +13,16 @@
 # Channels are mounted read-only, not copied. --root takes a new or empty folder or a tree marked .sm_train-tree; any
 # other folder is refused and left as it is. Hyperparameters are written as the SageMaker API stores them (strings);
 # changing those of an existing tree needs python3 on this machine (to merge the JSON), nothing else does.
+# The container is named after the tree (sm-train-<tree folder's name>, sm-train-check-... for --check; printed at
+# the start): `docker stop NAME` sends it SIGTERM, the job saves a checkpoint and stops, and the same command resumes.
+# Its hostname is the tree's host, algo-1, as in SageMaker (script mode's toolkit looks it up).
+# -e KEY=VALUE (or -e KEY: the value of KEY here) sets a variable in the container, as docker's -e does; repeat it.
+# On a small machine -e OMP_NUM_THREADS=1 (or the cores you give the job) keeps torch from oversubscribing the CPUs:
+# with 2 cores shared, its default ran tiny jobs an order of magnitude slower.
 # Environment: DOCKER (the docker command; tests set a stand-in), IMAGE (default sm-train), SHM_SIZE (default 2g),
-# DOCKER_USER (default: your uid:gid, so the files in the tree are yours; empty: the image's user, root).
+# DOCKER_USER (default: your uid:gid, so the files in the tree are yours; empty: the image's user, root),
+# DOCKER_OPTIONS (more `docker run` options, split on spaces and placed after the script's own, so a repeated option
+# wins: DOCKER_OPTIONS="--cpus 2 --memory 8g --name my-job"), HF_TOKEN (passed on by name when set).
 set -euo pipefail
 
 shopt -s nullglob dotglob  # a folder's entries, hidden ones included, and none when it is empty
@@ -92,6 +100,7 @@ root=""
 gpus=0
 entry=train
 checkpoints=""
+environment=()  # -e KEY=VALUE / -e KEY, in the order given
 declare -A given=()  # channel -> path (null: remove it)
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -100,6 +109,13 @@ while [[ $# -gt 0 ]]; do
     --checkpoints) checkpoints=${2:?--checkpoints needs a value}; shift 2 ;;
     --gpus) gpus=1; shift ;;
     --check) entry=check; shift ;;
+    -e | --env)
+      spec=${2:?$1 needs KEY=VALUE or KEY}
+      if [[ ! ${spec%%=*} =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+        echo "$1 $spec: takes KEY=VALUE (or KEY, passing this shell's value), KEY a variable name" >&2
+        exit 2
+      fi
+      environment+=(-e "$spec"); shift 2 ;;
     --channel)
       spec=${2:?--channel needs NAME=PATH}
       name=${spec%%=*}
@@ -285,14 +301,26 @@ if [[ $entry == train ]]; then  # as each SageMaker attempt starts; only in a ma
   mkdir -p "$root/model" "$root/output/data"
 fi
 
-options=(--rm --shm-size "${SHM_SIZE:-2g}" -e TRAINING_JOB_NAME="local-$(basename "${root:-$tree}")")
+# The container's name: the tree's folder name, so `docker stop NAME` finds this run's container.
+folder=$(basename "${root:-$tree}")
+if [[ $entry == check ]]; then folder=check-${folder#sm_train-check-}; fi
+container=sm-train-${folder//[^A-Za-z0-9_.-]/-}
+options=(--rm --name "$container" --hostname algo-1 --shm-size "${SHM_SIZE:-2g}")
+options+=(-e TRAINING_JOB_NAME="local-$(basename "${root:-$tree}")")
 user=${DOCKER_USER-$(id -u):$(id -g)}
 if [[ -n $user ]]; then options+=(--user "$user" -e HOME=/tmp); fi
 if [[ $gpus == 1 ]]; then options+=(--gpus all); fi
 if [[ -n ${HF_TOKEN:-} ]]; then options+=(-e HF_TOKEN); fi
 if [[ -t 1 ]]; then options+=(-t); fi  # a terminal: progress bars; otherwise plain log lines
+options+=("${environment[@]}")
+if [[ -n ${DOCKER_OPTIONS:-} ]]; then
+  read -r -a extra <<< "$DOCKER_OPTIONS"
+  options+=("${extra[@]}")
+fi
 
-echo "sm_train: the job tree is ${root:-$tree}" >&2
+stopping=""
+if [[ $entry == train ]]; then stopping=" (docker stop $container: it saves a checkpoint and stops)"; fi
+echo "sm_train: the job tree is ${root:-$tree}; the container is $container$stopping" >&2
 status=0
 trap ':' INT TERM HUP  # Ctrl-C reaches the container through docker; this script then still settles the tree
 "${DOCKER:-docker}" run "${options[@]}" "${mounts[@]}" "$image" "$entry" || status=$?

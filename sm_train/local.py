@@ -22,11 +22,13 @@ import logging
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from sm_train import signals
@@ -34,7 +36,7 @@ from sm_train.checkpoint import complete_checkpoints
 from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 from sm_train.dist import replace_process, with_package_on_path
 from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, from_environ
-from sm_train.errors import UserError
+from sm_train.errors import ConfigError, UserError
 from sm_train.local_rerun import set_aside, settle, wrote_model
 from sm_train.local_tree import REMOVE, Request, build_tree, check_root, is_tree
 from sm_train.uploads import warn_uploaded_clutter
@@ -220,11 +222,71 @@ def toolkit_command(env: SageMakerEnv) -> list[str] | None:
     return [sys.executable, "-m", "sagemaker_training.cli.train"]
 
 
+# How long the hosts of a script-mode tree get to resolve outside SageMaker. A name that resolves at all does within
+# a second; one that does not fails at once or, with an unreachable DNS server, after the resolver's own retries.
+RESOLVE_SECONDS = 5.0
+
+
+def unresolved_hosts(
+    hosts: Sequence[str], resolve: Callable[..., object] | None = None, timeout: float | None = None
+) -> list[str]:
+    """The hosts that do not resolve within `timeout` seconds (default RESOLVE_SECONDS; all looked up at once, each in
+    a thread of its own: getaddrinfo takes no timeout, and a lookup still pending at the deadline counts as not
+    resolving). `resolve`: getaddrinfo's stand-in in tests."""
+    resolve = resolve or socket.getaddrinfo
+    timeout = RESOLVE_SECONDS if timeout is None else timeout
+    resolved: set[str] = set()
+
+    def look_up(host: str) -> None:
+        try:
+            resolve(host, None)
+        except (OSError, UnicodeError):  # socket.gaierror is an OSError
+            return
+        resolved.add(host)
+
+    threads = [threading.Thread(target=look_up, args=(host,), daemon=True) for host in hosts]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [host for host in hosts if host not in resolved]
+
+
+def require_resolvable_hosts(env: SageMakerEnv, environ: Mapping[str, str]) -> None:
+    """Before the hand-over outside SageMaker: every host of the tree resolves, or a ConfigError in seconds naming the
+    one that does not. The toolkit looks each host up again and again for 15 minutes before it runs the entry point,
+    printing nothing (its `_wait_hostname_resolution`), so a script-mode tree run by `docker run`, run_local.sh or
+    `local` without those names looked hung. Inside SageMaker (TRAINING_JOB_ARN is set) that wait is right: the
+    hosts of a cluster appear as it boots. SM_STUDIO_LOCAL_MODE=true is the toolkit's own switch that skips it.
+
+    Failing beats making the names resolve here: /etc/hosts is root's (a job run as your user cannot write it), a
+    name pointed at this container would be wrong for a tree of several hosts, and a container given the tree's host
+    name (`docker run --hostname algo-1`, which run_local.sh passes) resolves it already, as SageMaker's does."""
+    if environ.get("TRAINING_JOB_ARN") or environ.get("SM_STUDIO_LOCAL_MODE", "").lower() == "true":
+        return
+    missing = unresolved_hosts(env.hosts)
+    if not missing:
+        return
+    names = ", ".join(f"'{host}'" for host in missing)
+    raise ConfigError(
+        f"Script mode (sagemaker_program={env.program}) hands the job to SageMaker's training toolkit, which waits "
+        f"up to 15 minutes for every host of the job to resolve, and {names} "
+        f"{'does' if len(missing) == 1 else 'do'} not resolve here (not a SageMaker job: no TRAINING_JOB_ARN). "
+        f"To run it outside SageMaker, give the container the tree's host name (docker run --hostname "
+        f"{env.current_host}, as docker/run_local.sh does; --add-host NAME:ADDRESS for other hosts), or set "
+        "SM_STUDIO_LOCAL_MODE=true (the toolkit then skips its wait), or remove sagemaker_program from the "
+        "hyperparameters: sm_train then runs the job itself."
+    )
+
+
 def hand_over_to_toolkit(env: SageMakerEnv, environ: Mapping[str, str]) -> None:
-    """Replace this process with the toolkit in script mode, as the Hugging Face training containers start it. A job
-    that runs here warns first when its source_dir (the code dir) carries local runs or virtualenvs."""
+    """Replace this process with the toolkit in script mode, as the Hugging Face training containers start it; outside
+    SageMaker only when the tree's hosts resolve (require_resolvable_hosts). A job that runs here warns first when its
+    source_dir (the code dir) carries local runs or virtualenvs."""
     command = toolkit_command(env)
     if command:
+        require_resolvable_hosts(env, environ)
         logger.info("script mode (sagemaker_program=%s): SageMaker's training toolkit runs it", env.program)
         replace_process(command, environ)
     elif env.local_rank == 0:

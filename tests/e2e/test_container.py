@@ -40,6 +40,25 @@ def test_the_image_runs_the_command_the_container_tests_run() -> None:
     assert "pip install" in installs and "--force-reinstall" not in installs and "torch==" not in installs
 
 
+def test_the_base_contract_is_checked_first_and_the_image_keeps_only_the_installed_package() -> None:
+    """The first step on BASE checks python on PATH, a pip allowed to install (PEP 668) and Python 3.10+; the package
+    is built as a wheel in a stage of its own and the wheel removed once installed (no source copy, build/ or
+    egg-info in the image)."""
+    lines = (DOCKER / "Dockerfile").read_text().splitlines()
+    steps = [line for line in lines if re.match(r"^(FROM|RUN|COPY|ARG|ENV|WORKDIR) ", line)]
+    assert steps[1:3] == ["FROM ${BASE} AS base", steps[2]] and steps[2].startswith("RUN command -v python ")
+    contract = "\n".join(lines[lines.index(steps[2]) :])
+    contract = contract[: contract.index("\n\n")]
+    for says in ("no 'python' on PATH", "EXTERNALLY-MANAGED", "(3, 10)", 'find_spec("pip")'):
+        assert says in contract, says
+    assert [line for line in steps if line.startswith("FROM")] == ["FROM ${BASE} AS base", "FROM base AS wheel",
+                                                                 "FROM base"]  # fmt: skip
+    final = steps[steps.index("FROM base") :]
+    assert not any(line.startswith("COPY") and "--from=wheel" not in line for line in final)
+    assert any("pip install --no-cache-dir /tmp/sm_train-wheel/*.whl && rm -rf /tmp/sm_train-wheel" in line
+               for line in final)  # fmt: skip
+
+
 def tree(tmp_path: Path, encoder: Path, **hps) -> object:
     write_rows(tmp_path / "data" / "train.csv", ROWS)
     return make_tree(
@@ -119,7 +138,8 @@ def test_run_local_builds_the_tree_and_the_docker_command(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     user = f"{os.getuid()}:{os.getgid()}"
     assert args == [
-        "run", "--rm", "--shm-size", "2g", "-e", "TRAINING_JOB_NAME=local-tree", "--user", user, "-e", "HOME=/tmp",
+        "run", "--rm", "--name", "sm-train-tree", "--hostname", "algo-1", "--shm-size", "2g",
+        "-e", "TRAINING_JOB_NAME=local-tree", "--user", user, "-e", "HOME=/tmp",
         "--gpus", "all", "-v", f"{root}:/opt/ml",
         "-v", f"{tmp_path / 'my data' / 'train'}:/opt/ml/input/data/train:ro",
         "me/sm-train:1", "train",
@@ -133,6 +153,27 @@ def test_run_local_builds_the_tree_and_the_docker_command(tmp_path) -> None:
     assert (root / "input" / "data" / "train").is_dir() and (root / "checkpoints").is_dir()
     assert not (root / "output" / "failure").exists() and (root / "output" / "data").is_dir()
     assert f"model: {root}/model" in done.stderr
+    assert "the container is sm-train-tree (docker stop sm-train-tree: it saves a checkpoint and stops)" in done.stderr
+
+
+def test_run_local_passes_variables_and_engine_options(tmp_path) -> None:
+    """-e as docker's (KEY=VALUE, or KEY for this shell's value), DOCKER_OPTIONS after the script's own options (a
+    repeated one wins), and a container name docker accepts whatever the tree's folder is called."""
+    done, args = run_script(
+        tmp_path, "--root", "my run (2)", "-e", "OMP_NUM_THREADS=1", "--env", "SECRET", "-e", "A=b c", "--",
+        "--epochs", "1", DOCKER_OPTIONS="--cpus 2  --name  other", DOCKER_USER="", SECRET="s",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    image = args.index("sm-train")
+    assert args[:4] == ["run", "--rm", "--name", "sm-train-my-run--2-"] and args[image:] == ["sm-train", "train"]
+    options = args[4 : args.index("-v")]
+    assert options[-10:] == ["-e", "OMP_NUM_THREADS=1", "-e", "SECRET", "-e", "A=b c",
+                             "--cpus", "2", "--name", "other"]  # fmt: skip
+    assert "s" not in args  # the secret by name, not its value
+    done, args = run_script(tmp_path, "--check", "-e", "1X=2", "--", "--epochs", "1")
+    assert done.returncode == 2 and "-e 1X=2: takes KEY=VALUE" in done.stderr and not args
+    done, args = run_script(tmp_path, "--root", "my run (2)", "--check")
+    assert done.returncode == 0 and args[2:4] == ["--name", "sm-train-check-my-run--2-"]
 
 
 def test_run_local_check_without_gpus_as_the_image_user(tmp_path) -> None:
@@ -245,10 +286,11 @@ def test_either_builder_sends_a_small_context() -> None:
     assert patterns == dockerignore(DOCKER / "Dockerfile.dockerignore")
     copied = [s for line in (DOCKER / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
               for s in line.split()[1:-1]]  # fmt: skip
-    assert copied == ["pyproject.toml", "README.md", "sm_train", "scripts"]
-    for path in ["pyproject.toml", "README.md", "sm_train/cli.py", "sm_train/tasks/base.py", "scripts/train.py"]:
+    assert copied == ["pyproject.toml", "README.md", "sm_train", "--from=wheel", "/wheel"]
+    for path in ["pyproject.toml", "README.md", "sm_train/cli.py", "sm_train/tasks/base.py"]:
         assert not ignored(patterns, path), path
-    for path in [".git/HEAD", ".venv/bin/python", ".venv-tf4/pyvenv.cfg", ".sm_train/20250101-120000/model/x",
+    for path in [".git/HEAD", ".venv/bin/python", "scripts/train.py", "docker/run_local.sh", ".venv-tf4/pyvenv.cfg",
+                 ".sm_train/20250101-120000/model/x",
                  "bench.json", "tests/unit/test_cli.py", "sm_train/__pycache__/cli.cpython-311.pyc", ".demo/dl/x",
                  "sm_train.egg-info/PKG-INFO", ".pytest_cache/v/x", "scripts/.sm_train/run/model/x"]:  # fmt: skip
         assert ignored(patterns, path), path
@@ -267,6 +309,7 @@ def test_run_local_refuses_what_it_cannot_do(tmp_path, argv, says) -> None:
 @pytest.mark.skipif(
     shutil.which("shellcheck") is None, reason="shellcheck is not installed (apt-get install shellcheck)"
 )
-def test_run_local_is_shellcheck_clean() -> None:
-    done = subprocess.run(["shellcheck", str(DOCKER / "run_local.sh")], capture_output=True, text=True)
+def test_the_docker_scripts_are_shellcheck_clean() -> None:
+    scripts = [str(path) for path in sorted(DOCKER.glob("*.sh"))] + [str(REPO / ".ci" / "run")]
+    done = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout

@@ -426,3 +426,71 @@ def test_without_checkpoints_the_summary_does_not_promise_a_resume(tmp_path, mon
     out = capsys.readouterr().out
     assert f"the job finished in {root}" in out and "(none saved)" in out and "resumes" not in out
     assert f"run again (no checkpoint was saved: it starts afresh): python -m sm_train local --root {root}" in out
+
+
+def script_mode_env(tmp_path: Path, hosts: list[str]) -> object:
+    """A script-mode tree (what an estimator with an entry_point writes) on the given hosts."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps({"sagemaker_program": '"scripts/train.py"'}))
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": hosts[0], "hosts": hosts}))
+    return from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+
+
+def resolver(known: set[str], hangs: set[str] = frozenset(), asked: list[str] | None = None):  # noqa: ANN201
+    """A getaddrinfo stand-in: names in `known` resolve, those in `hangs` never answer, others fail at once."""
+    import socket
+    import threading
+
+    def resolve(host: str, port: object) -> list:
+        if asked is not None:
+            asked.append(host)
+        if host in hangs:
+            threading.Event().wait(60)
+        if host not in known:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(2, 1, 6, "", ("10.0.0.1", 0))]
+
+    return resolve
+
+
+def test_script_mode_outside_sagemaker_fails_in_seconds_naming_the_host_that_does_not_resolve(
+    tmp_path, monkeypatch
+) -> None:
+    """The toolkit would wait 15 minutes, printing nothing, for algo-2 to resolve: the job fails first, saying how to
+    run it locally, and never hands over."""
+    import time
+
+    env = script_mode_env(tmp_path, ["algo-1", "algo-2", "algo-3"])
+    handed: list[list[str]] = []
+    monkeypatch.setattr(local, "replace_process", lambda command, environ: handed.append(command))
+    monkeypatch.setattr(local, "toolkit_command", lambda env: ["train"])
+    monkeypatch.setattr(local.socket, "getaddrinfo", resolver({"algo-1"}, hangs={"algo-3"}))
+    monkeypatch.setattr(local, "RESOLVE_SECONDS", 0.5)
+    started = time.monotonic()
+    with pytest.raises(UserError) as raised:
+        local.hand_over_to_toolkit(env, {})
+    assert time.monotonic() - started < 5 and handed == []
+    reason = str(raised.value)
+    assert "'algo-2', 'algo-3' do not resolve here" in reason and "sagemaker_program=scripts/train.py" in reason
+    assert "--hostname algo-1" in reason and "SM_STUDIO_LOCAL_MODE=true" in reason and len(reason) <= 1024
+    assert local.unresolved_hosts(["algo-1", "algo-2"], resolver({"algo-1"}), timeout=1) == ["algo-2"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "known", "checked"),
+    [({}, {"algo-1"}, True),  # a container given the tree's host name (docker run --hostname algo-1)
+     ({"TRAINING_JOB_ARN": "arn:aws:sagemaker:us-east-1:1:training-job/j"}, set(), False),  # the toolkit's wait
+     ({"SM_STUDIO_LOCAL_MODE": "True"}, set(), False)],  # the toolkit's switch that skips its wait
+)  # fmt: skip
+def test_script_mode_hands_over_where_the_hosts_resolve_or_the_toolkit_should_wait(
+    tmp_path, monkeypatch, environ, known, checked
+) -> None:
+    env = script_mode_env(tmp_path, ["algo-1"])
+    handed: list[list[str]] = []
+    asked: list[str] = []
+    monkeypatch.setattr(local, "replace_process", lambda command, environ: handed.append(command))
+    monkeypatch.setattr(local, "toolkit_command", lambda env: ["train"])
+    monkeypatch.setattr(local.socket, "getaddrinfo", resolver(known, asked=asked))
+    local.hand_over_to_toolkit(env, environ)
+    assert handed == [["train"]] and asked == (["algo-1"] if checked else [])
