@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -79,12 +78,7 @@ def fake_deploys(calls: list[dict[str, Any]]) -> None:
 
 def main(readme: str, tag: str, out_dir: str) -> None:
     out = Path(out_dir)
-    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
-        os.environ.pop(name, None)  # the README's code says its region itself
-    os.environ.update(
-        AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true",
-        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", SAGEMAKER_SUPPRESS_V2_WARNING="1",
-    )  # fmt: skip
+    sdk_run.offline_aws_environment()
     calls = sdk_run.fake_aws(out)
     fake_deploys(calls)
     sdk_run.skip_waiting()

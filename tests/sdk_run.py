@@ -122,14 +122,19 @@ def skip_waiting() -> None:
         Session.wait_for_job = lambda self, *args, **kwargs: {}
 
 
-def main(readme: str, tag: str, out_dir: str) -> None:
-    out = Path(out_dir)
+def offline_aws_environment() -> None:
+    """No region, profile or credentials from this machine: the README's code must say its region itself."""
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         os.environ.pop(name, None)  # the README's code says its region itself
     os.environ.update(
         AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true",
         AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", SAGEMAKER_SUPPRESS_V2_WARNING="1",
     )  # fmt: skip
+
+
+def main(readme: str, tag: str, out_dir: str) -> None:
+    out = Path(out_dir)
+    offline_aws_environment()
     calls = fake_aws(out)
     skip_waiting()
     cells = blocks(Path(readme).read_text(), tag)
