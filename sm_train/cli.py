@@ -89,18 +89,17 @@ def inside_job(environ: Mapping[str, str]) -> bool:
     SageMaker's training toolkit (SM_TRAINING_ENV), and under a launcher (torchrun, mpirun), whose ranks must not
     refuse one by one."""
     launched = any(k in sm_env.LAUNCHER_VARIABLES or k.startswith("OMPI_COMM_WORLD_") for k in environ)
-    return "SAGEMAKER_BASE_DIR" in environ or "SM_TRAINING_ENV" in environ or launched or _config_dir(environ).is_dir()
-
-
-def _config_dir(environ: Mapping[str, str]) -> Path:
-    """input/config as env.from_environ finds it."""
-    root = Path(environ.get("SAGEMAKER_BASE_DIR", sm_env.DEFAULT_ROOT))
-    return Path(environ.get("SM_INPUT_CONFIG_DIR", root / "input" / "config"))
+    return (
+        "SAGEMAKER_BASE_DIR" in environ
+        or "SM_TRAINING_ENV" in environ
+        or launched
+        or sm_env.config_dir_of(environ).is_dir()
+    )
 
 
 def train(argv: Sequence[str]) -> int:
     if not inside_job(os.environ):  # before logging and the failure handler: nothing runs, nothing is written
-        print(usage.not_a_job(str(_config_dir(os.environ))), file=sys.stderr)
+        print(usage.not_a_job(str(sm_env.config_dir_of(os.environ))), file=sys.stderr)
         return 2
     environment: sm_env.SageMakerEnv | None = None  # until the config files are read (inside the failure handler)
     guard: outputs.OutputGuard | None = None

@@ -202,6 +202,13 @@ def _channels(environ: Mapping[str, str], root: Path, input_data_config: Mapping
     return {}
 
 
+def config_dir_of(environ: Mapping[str, str]) -> Path:
+    """input/config: SageMaker's config files (SM_INPUT_CONFIG_DIR, else under the root)."""
+    return Path(
+        environ.get("SM_INPUT_CONFIG_DIR", Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_ROOT)) / "input" / "config")
+    )
+
+
 def output_dir_of(environ: Mapping[str, str]) -> Path:
     """Where the failure file goes: known from the variables alone, even when a config file cannot be read."""
     return Path(environ.get("SM_OUTPUT_DIR", Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_ROOT)) / "output"))
@@ -212,7 +219,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
     config file is not what SageMaker writes."""
     environ = os.environ if environ is None else environ
     root = Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_ROOT))
-    config_dir = Path(environ.get("SM_INPUT_CONFIG_DIR", root / "input" / "config"))
+    config_dir = config_dir_of(environ)
     output_dir = output_dir_of(environ)
     resource_config = _read_json(config_dir / "resourceconfig.json") or {}
     input_data_config = _read_json(config_dir / "inputdataconfig.json") or {}

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")  # a folder input/data/NAME: not ".", ".." or hidden
 USAGE = "--channel NAME=PATH ... [--root DIR] [--checkpoints DIR] -- --name value ..."
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # passed on to the job, which saves and stops
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # passed on to the job, which saves and stops
 
 
 def runs_folder(environ: Mapping[str, str]) -> Path:
@@ -144,7 +144,7 @@ def run_child(command: list[str], environ: Mapping[str, str]) -> int:
     """Run the job with this terminal's output (progress bars on a terminal, plain lines otherwise); SIGINT,
     SIGTERM and SIGHUP are passed on once, so the job saves and stops as it would in SageMaker."""
     process = subprocess.Popen(command, env=dict(environ), start_new_session=True)
-    with signals.forward_process_signals(process, STOP_SIGNALS):
+    with signals.forward_process_signals(process, FORWARDED_SIGNALS):
         return process.wait()
 
 
@@ -154,7 +154,7 @@ def _outcome(returncode: int) -> str:
     if returncode == 0:
         return "finished"
     signum = -returncode if returncode < 0 else returncode - 128
-    if signum in STOP_SIGNALS:
+    if signum in FORWARDED_SIGNALS:
         return f"stopped by {signal.Signals(signum).name} (exit {returncode})"
     return f"failed (exit {returncode})"
 

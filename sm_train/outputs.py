@@ -53,14 +53,16 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def write_results(directories: Iterable[Path], train: Mapping[str, Any], evaluation: Mapping[str, Any]) -> None:
-    """train_results.json, eval_results.json and all_results.json, as the transformers example scripts name them."""
+def write_results(
+    directories: Iterable[Path], train: Mapping[str, Any], evaluation: Mapping[str, Any], test: Mapping[str, Any] = {}
+) -> None:
+    """train_results.json, eval_results.json, test_results.json and all_results.json, as the transformers example
+    scripts name them."""
     for directory in directories:
-        if train:
-            write_json(directory / "train_results.json", dict(train))
-        if evaluation:
-            write_json(directory / "eval_results.json", dict(evaluation))
-        write_json(directory / "all_results.json", {**train, **evaluation})
+        for name, results in (("train", train), ("eval", evaluation), ("test", test)):
+            if results:
+                write_json(directory / f"{name}_results.json", dict(results))
+        write_json(directory / "all_results.json", {**train, **evaluation, **test})
 
 
 def make_deployable(model_dir: Path, model_input_names: list[str], task: Any = None, args: Any = None) -> None:
@@ -201,9 +203,10 @@ def write_all(
     train: Mapping[str, Any],
     evaluation: Mapping[str, Any],
     resumed_from: str | None,
+    test: Mapping[str, Any] = {},
 ) -> None:
     """Results, the resolved configuration and the model card (rank 0, after the model is saved)."""
-    write_results((env.model_dir, env.output_data_dir), train, evaluation)
+    write_results((env.model_dir, env.output_data_dir), train, evaluation, test)
     write_json(
         env.output_data_dir / "sm_train_config.json", resolved_config(cfg, task_facts, env, resumed_from, sizes)
     )

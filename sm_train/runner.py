@@ -204,8 +204,9 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
             if "test" in raw:
                 task.write_predictions(env.output_data_dir, test_predictions, split="test")
             sizes = {split: len(raw[split]) for split in raw}
-            outputs.write_all(cfg, env, task.card(), model_name, sizes, train_results, eval_results, resume)
-            _write_test_results(env, train_results, eval_results, test_results)
+            outputs.write_all(
+                cfg, env, task.card(), model_name, sizes, train_results, eval_results, resume, test_results
+            )
         training.push_model(trainer, env.model_dir)
     return {**train_results, **eval_results, **test_results}
 
@@ -217,13 +218,3 @@ def _test_features(task: Task, raw: Any, datasets: dict[str, Any]) -> Any:
     features = datasets["test"].select(order)
     task.set_eval(raw["test"], features, order)
     return features
-
-
-def _write_test_results(env: SageMakerEnv, *results: dict[str, Any]) -> None:
-    """test_results.json beside train_ and eval_results.json, and all_results.json with it (model and output dirs)."""
-    train_results, eval_results, test_results = results
-    if not test_results:
-        return
-    for directory in (env.model_dir, env.output_data_dir):
-        outputs.write_json(directory / "test_results.json", test_results)
-        outputs.write_json(directory / "all_results.json", {**train_results, **eval_results, **test_results})

@@ -23,9 +23,7 @@ from sm_train.errors import Interrupted, PushFailed
 from sm_train.reasons import failure_reason
 from sm_train.tasks import Task
 from sm_train.tasks.base import Evaluations
-
-# EpochSeededLengthGroupedSampler lived here before the seam: importers of it from this module keep working.
-from sm_train.trainer_seam import EpochSeededLengthGroupedSampler, TrainerSeam, seam_class  # noqa: F401
+from sm_train.trainer_seam import TrainerSeam, seam_class
 
 logger = logging.getLogger(__name__)
 

@@ -97,7 +97,7 @@ def test_length_grouping_reads_lengths_from_arrow_and_draws_per_epoch() -> None:
     from datasets import Dataset
 
     from sm_train.tasks.base import token_lengths
-    from sm_train.training import EpochSeededLengthGroupedSampler
+    from sm_train.trainer_seam import EpochSeededLengthGroupedSampler
 
     rows = Dataset.from_dict({"input_ids": [[1] * (3 + i % 17) for i in range(500)]})
     lengths = token_lengths(rows).tolist()
