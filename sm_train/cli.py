@@ -41,6 +41,9 @@ def setup_logging() -> None:
     )
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.set_verbosity_warning()
+    # transformers passes its lines on to the root logger too where CI is set: each would be written twice.
+    transformers.utils.logging.disable_propagation()
+    datasets.utils.logging.disable_propagation()
     if not sys.stdout.isatty():
         # tqdm's carriage returns turn CloudWatch logs into noise and break metric scraping.
         datasets.disable_progress_bars()
