@@ -105,7 +105,9 @@ def test_logging_strips_ansi_styles_off_a_terminal(monkeypatch) -> None:
         for stream, styled in ((io.StringIO(), False), (Terminal(), True)):
             monkeypatch.setattr(sys, "stderr", stream)
             previous = library.setStream(stream)
-            monkeypatch.setattr(logging.getLogger("transformers"), "propagate", True)  # what transformers does under CI
+            monkeypatch.setattr(
+                logging.getLogger("transformers"), "propagate", True
+            )  # what transformers does under CI
             cli.setup_logging()
             logging.getLogger("sm_train.test").warning("\x1b[1mOur line\x1b[0m from: %s", "enc")
             hf_logging.get_logger("transformers.modeling_utils").warning("\x1b[1mBert LOAD REPORT\x1b[0m from: enc")
