@@ -25,6 +25,7 @@ from sm_train.dialects import argv_items, is_true, is_unset, normalize_key, rend
 from sm_train.env import SageMakerEnv, is_reserved
 from sm_train.errors import ConfigError
 from sm_train.job_args import JobArgs
+from sm_train.metrics import lower_is_better
 from sm_train.redact import redact_mapping
 from sm_train.tasks import Task, get_task
 from sm_train.validate import validate
@@ -218,10 +219,15 @@ def _typed(
     lowest = {k: v for k, v in found.items() if k in kinds}  # each transformers version lacks some
     stopping = not is_unset(values.get("early_stopping_patience"))
     early = defaults.early_stopping_defaults(values, task_cls) if stopping else {}
-    merged = {**lowest, **task_cls.training_defaults, **early, **values}
+    tuning = defaults.tuning_defaults(env.tuning_objective, task_cls, values, stopping)
+    merged = {**lowest, **task_cls.training_defaults, **early, **tuning, **values}
     best_model = is_true(merged.get("load_best_model_at_end"))
-    if task_cls.best_metric and best_model and "metric_for_best_model" not in values:
+    if task_cls.best_metric and best_model and "metric_for_best_model" not in {**tuning, **values}:
         merged["metric_for_best_model"] = task_cls.best_metric
+    best_metric = merged.get("metric_for_best_model")
+    if not is_unset(best_metric) and is_unset(merged.get("greater_is_better")):
+        # transformers takes any name not ending in "loss" for greater-is-better: mse would be maximised.
+        merged["greater_is_better"] = not lower_is_better(str(best_metric))
     tokens = [token for key, value in merged.items() for token in render(key, value, kinds[key])]
     try:
         job, task_args, training_args = parser.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)

@@ -198,6 +198,8 @@ def select_splits(cfg: Config, env: SageMakerEnv) -> DatasetDict:
     if "train" in raw and "eval" not in raw and args.eval_strategy != "no":
         patience = cfg.job.early_stopping_patience
         setting = f"early_stopping_patience={patience}" if patience else f"eval_strategy={args.eval_strategy.value}"
+        if not patience and "eval_strategy" not in cfg.explicit and env.tuning_objective:
+            setting = f"The tuning objective {env.tuning_objective} (evaluated every epoch)"
         raise DataError(
             f"{setting} needs evaluation data: add a 'validation' or 'test' channel, or set validation_file."
         )

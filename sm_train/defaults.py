@@ -12,7 +12,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from sm_train import device, dist
-from sm_train.dialects import is_true
+from sm_train.dialects import is_true, is_unset
 from sm_train.env import SageMakerEnv
 from sm_train.tasks import Task
 
@@ -78,3 +78,31 @@ def early_stopping_defaults(values: dict[str, Any], task_cls: type[Task]) -> dic
         "save_steps": steps,
         "metric_for_best_model": task_cls.best_metric or "loss",
     }
+
+
+def tuning_defaults(objective: str | None, task_cls: type[Task], values: Mapping[str, Any], stopping: bool) -> dict:
+    """A tuning trial (SageMaker's tuner names its objective in _tuning_objective_metric): when the objective is one
+    of the task's evaluation metrics (eval_<name>, as the metric lines print it), the best model and early stopping
+    judge by it, and the trial evaluates every epoch so the tuner (and its early stopping) reads the objective as
+    training goes. Values the user set are kept; greater_is_better follows the metric (config.py)."""
+    if not objective:
+        return {}
+    metric = objective.removeprefix("eval_")
+    if objective == metric or metric not in ("loss", *task_cls.metric_names):
+        logger.info(
+            "tuning objective %s: not an evaluation metric of %s (eval_loss or eval_ with one of %s); the tuner reads "
+            "it with its own metric definition",
+            objective,
+            task_cls.name,
+            ", ".join(task_cls.metric_names),
+        )
+        return {}
+    found: dict[str, Any] = {}
+    if is_unset(values.get("metric_for_best_model")):
+        found["metric_for_best_model"] = metric
+    if not stopping and is_unset(values.get("eval_strategy")):
+        found["eval_strategy"] = "epoch"
+    if found:
+        said = ", ".join(f"{key}={value}" for key, value in found.items())
+        logger.info("tuning objective %s: %s (set them to choose otherwise)", objective, said)
+    return found

@@ -95,6 +95,8 @@ class SageMakerEnv:
     # Script mode: the entry point SageMaker's toolkit runs (sagemaker_program in hyperparameters.json); None for an
     # image run as its own algorithm (bring your own container).
     program: str | None = None
+    # A tuning trial: the objective metric SageMaker's tuner reads from the log (_tuning_objective_metric).
+    tuning_objective: str | None = None
 
     @property
     def in_sagemaker(self) -> bool:
@@ -184,8 +186,9 @@ def _hyperparameters(environ: Mapping[str, str], raw: Any, path: Path) -> tuple[
     return None, framework, "argv"
 
 
-def _program(raw: Any) -> str | None:
-    value = decode_value(raw.get("sagemaker_program")) if isinstance(raw, dict) else None
+def _reserved_value(raw: Any, key: str) -> str | None:
+    """A key the toolkit consumes (sagemaker_program, _tuning_objective_metric), as text; None when absent."""
+    value = decode_value(raw.get(key)) if isinstance(raw, dict) else None
     return str(value) if value else None
 
 
@@ -261,5 +264,6 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         resource_config=resource_config,
         input_data_config=input_data_config,
         checkpoint_config=checkpoint_config,
-        program=_program(raw_hyperparameters),
+        program=_reserved_value(raw_hyperparameters, "sagemaker_program"),
+        tuning_objective=_reserved_value(raw_hyperparameters, "_tuning_objective_metric"),
     )

@@ -82,6 +82,37 @@ class JobArgs:
             "shape (slow when shapes vary)."
         },
     )
+    tensorboard_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where report_to=tensorboard writes its event files (logging_dir is read as this name). Default: "
+            "TENSORBOARD_LOGGING_DIR, else /opt/ml/output/tensorboard, the folder a TensorBoard output config syncs."
+        },
+    )
+    use_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "Fine-tune LoRA adapters (PEFT, needs the peft package) instead of every weight; the task's head "
+            "(classifier, QA outputs) is trained in full."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (use_lora)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha (use_lora)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path (use_lora)."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "The modules LoRA adapts (use_lora): module names (e.g. query,value) or all-linear. Default: "
+            "all-linear (every linear layer but the output head)."
+        },
+    )
+    merge_adapters: bool = field(
+        default=True,
+        metadata={
+            "help": "use_lora: save the model with the adapters merged in (deploys like any model); false: save the "
+            "adapter alone, whose serving module loads the base model and the adapter."
+        },
+    )
     trust_remote_code: bool = field(
         default=False,
         metadata={

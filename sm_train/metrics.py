@@ -39,6 +39,14 @@ TRAIN_RESULT_NAMES = (
 EVAL_RESULT_NAMES = ("loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 
 
+# Metrics where a smaller value is the better one; every other metric sm_train logs grows as the model improves.
+LOWER_IS_BETTER = ("loss", "mse", "runtime")
+
+
+def lower_is_better(name: str) -> bool:
+    return name.endswith(LOWER_IS_BETTER)
+
+
 def format_value(value: Any) -> str | None:
     """The printed form of a metric value; None for values that are not numbers."""
     import numpy as np

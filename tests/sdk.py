@@ -136,7 +136,7 @@ def clone(directory: Path) -> Path:
 def run_blocks(tag: str, readme: Path, base: Path) -> subprocess.CompletedProcess[str]:
     """Run the ```python <tag> blocks of readme with the SDK's own venv, in base: a folder holding the clone as
     sm-train and the data folders; what the SDK sent goes to base/out."""
-    python = SDK_PYTHON[tag]
+    python = SDK_PYTHON[tag.split("+")[0]]  # "sdk-v3+tune-v3": the sdk-v3 setup, then the tuning blocks
     assert python.exists(), f"{python} is missing: `make install-sdk` (make test) installs the SDK venvs"
     clone(base / "sm-train")
     write_data(base / "data")

@@ -32,11 +32,13 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/{ROLE_NAME}"  # the role's ARN
 TRUST = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 }
-BLOCK = re.compile(r"^```python (sdk-v[23])\n(.*?)^```", re.MULTILINE | re.DOTALL)
+BLOCK = re.compile(r"^```python ([\w-]+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def blocks(markdown: str, tag: str) -> list[str]:
-    return [code for found, code in BLOCK.findall(markdown) if found == tag]
+    """The ```python blocks with this tag, or with any of "tag+other" tags, in the README's order."""
+    tags = set(tag.split("+"))
+    return [code for found, code in BLOCK.findall(markdown) if found in tags]
 
 
 def _describe(params: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +91,16 @@ def fake_aws(out: Path) -> list[dict[str, Any]]:
             return {"TrainingJobArn": _describe(params)["TrainingJobArn"]}
         if operation == "DescribeTrainingJob":
             return _describe(created[params["TrainingJobName"]])
+        if operation == "CreateHyperParameterTuningJob":
+            name = params["HyperParameterTuningJobName"]
+            return {
+                "HyperParameterTuningJobArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:hyper-parameter-tuning-job/{name}"
+            }
+        if operation == "DescribeHyperParameterTuningJob":  # what SDK v3 reads back after creating it
+            return {
+                "HyperParameterTuningJobName": params["HyperParameterTuningJobName"],
+                "HyperParameterTuningJobStatus": "InProgress",
+            }
         if operation == "ListBuckets":  # the SDK's default bucket in the session's region exists
             bucket = {"Name": f"sagemaker-{region}-{ACCOUNT}", "CreationDate": datetime.datetime(2024, 1, 1)}
             return {"Buckets": [bucket]}

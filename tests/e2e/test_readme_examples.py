@@ -177,3 +177,32 @@ def test_each_task_reads_the_uploaded_data(tmp_path: Path, index: int) -> None:
     )
     prepared = cfg.task_cls(cfg.task_args, None).prepare(raw)
     assert {split: len(rows) for split, rows in prepared.items()} == {"train": 2, "eval": 2}
+
+
+@pytest.mark.parametrize("tag", ["sdk-v3", "sdk-v2"])
+def test_the_readme_tuning_job_and_a_trial_of_it(tmp_path: Path, tag: str) -> None:
+    """The README's tuning cell (after its SDK's own cells) creates one tuning job whose objective the trials print
+    and whose definitions read it; a trial's hyperparameters, as the service writes them (the static ones, a value
+    of each range, _tuning_objective_metric), give a job that evaluates every epoch and keeps its best model by the
+    objective."""
+    sdk = launch(f"{tag}+tune-{tag[-2:]}")
+    [job] = [c["params"] for c in sdk.calls if c["operation"] == "CreateHyperParameterTuningJob"]
+    config, definition = job["HyperParameterTuningJobConfig"], job["TrainingJobDefinition"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "eval_accuracy"}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    definitions = definition["AlgorithmSpecification"]["MetricDefinitions"]
+    assert len(definitions) <= 20  # CreateHyperParameterTuningJob's limit
+    assert all(d in metric_definitions(METRIC_NAMES["text-classification"]) for d in definitions)
+    assert "eval_accuracy" in [d["Name"] for d in definitions]
+    ranges = config["ParameterRanges"]
+    chosen = {r["Name"]: r["MinValue"] for r in ranges["ContinuousParameterRanges"]}
+    chosen |= {r["Name"]: r["Values"][0] for r in ranges["CategoricalParameterRanges"]}
+    trial = {**definition["StaticHyperParameters"], **chosen, "_tuning_objective_metric": "eval_accuracy"}
+    config_dir = tmp_path / "input" / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "hyperparameters.json").write_text(json.dumps(trial))
+    env = from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    cfg = parse(list(env.hyperparameters.items()), env, DeviceInfo())
+    args = cfg.training_args
+    assert args.learning_rate == 1e-5 and args.per_device_train_batch_size == 16 and args.fp16 is True
+    assert args.eval_strategy == "epoch" and args.metric_for_best_model == "accuracy" and args.greater_is_better

@@ -178,3 +178,48 @@ def test_check_collects_every_hyperparameter_problem_and_parses_the_rest(env) ->
     assert cfg.training_args.per_device_train_batch_size == 8  # set aside: the default applies
     with pytest.raises(ConfigError, match="learnin_rate"):
         parse(items, env, CPU)  # a job stops at the first
+
+
+@pytest.mark.parametrize(
+    "objective",
+    ["eval_f1", '"eval_f1"'],  # the tuner's key as SageMaker writes it, and JSON-quoted as SDK v2 encodes values
+)
+def test_a_tuning_trial_judges_and_evaluates_by_its_objective(tmp_path: Path, objective: str, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    env = _sagemaker_env(tmp_path, {"model_name_or_path": "m", "_tuning_objective_metric": objective})
+    assert env.tuning_objective == "eval_f1"
+    cfg = _parsed(env)
+    args = cfg.training_args
+    assert args.metric_for_best_model == "f1" and args.greater_is_better is True
+    assert args.eval_strategy == "epoch"  # the tuner (and its early stopping) reads the objective every epoch
+    assert "_tuning_objective_metric" not in cfg.hyperparameters and "tuning objective eval_f1" in caplog.text
+
+
+def test_a_tuning_objective_keeps_what_the_user_set(tmp_path: Path) -> None:
+    given = {"model_name_or_path": "m", "metric_for_best_model": "accuracy", "eval_strategy": "steps"}
+    cfg = _parsed(_sagemaker_env(tmp_path, {**given, "_tuning_objective_metric": "eval_f1"}))
+    assert cfg.training_args.metric_for_best_model == "accuracy" and cfg.training_args.eval_strategy == "steps"
+    stopping = {"model_name_or_path": "m", "early_stopping_patience": "2", "_tuning_objective_metric": "eval_loss"}
+    args = _parsed(_sagemaker_env(tmp_path / "stop", stopping)).training_args
+    assert args.metric_for_best_model == "loss" and args.greater_is_better is False
+    assert args.eval_strategy == args.save_strategy == "steps"  # early stopping's schedule, which the best model needs
+
+
+@pytest.mark.parametrize("objective", ["validation:accuracy", "eval_bleu", "train_loss"])
+def test_an_objective_that_is_no_evaluation_metric_changes_nothing(tmp_path: Path, objective: str) -> None:
+    env = _sagemaker_env(tmp_path, {"model_name_or_path": "m", "_tuning_objective_metric": objective})
+    args = _parsed(env).training_args
+    assert args.metric_for_best_model is None and args.eval_strategy == "no"
+
+
+def test_the_reserved_tuning_key_is_skipped_in_argv_too(env) -> None:
+    cfg = parse(source_items(env, ["--model_name_or_path", "m", "--_tuning_objective_metric", "eval_f1"]), env, CPU)
+    assert cfg.training_args.metric_for_best_model is None and "_tuning_objective_metric" not in cfg.hyperparameters
+
+
+def test_greater_is_better_follows_the_metric(parsed) -> None:
+    """transformers maximises any metric not named *loss: a regression judged by mse would keep its worst model."""
+    best = {"load_best_model_at_end": "true", "eval_strategy": "steps"}
+    assert parsed(**best, metric_for_best_model="mse").training_args.greater_is_better is False
+    assert parsed(**best, metric_for_best_model="accuracy").training_args.greater_is_better is True
+    assert parsed(**best, metric_for_best_model="mse", greater_is_better="true").training_args.greater_is_better
