@@ -41,7 +41,7 @@ $(TF4_VENV)/.installed:
 		"sagemaker-huggingface-inference-toolkit==2.6.0" multi-model-server
 	# Second step on purpose: pyarrow from datasets needs NumPy 2, which one toolkit extra (pyctcdecode, audio
 	# only) declares it does not support; in one resolve pip would pick NumPy 1 and break pyarrow.
-	$(TF4_VENV)/bin/pip install -q "numpy>=2" "accelerate>=0.34" scikit-learn pandas tensorboard "peft>=0.18"
+	$(TF4_VENV)/bin/pip install -q "numpy>=2" "accelerate>=0.34" scikit-learn pandas tensorboard "peft>=0.18" mlflow-skinny
 	touch $@
 
 # The SDKs as a notebook has them, without torch or transformers: the README's launch code runs offline against each

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from sm_train import checkpoint, collective
+from sm_train import checkpoint, collective, lora
 from sm_train.metrics import metric_lines
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,12 @@ class CheckpointKeeper(TrainerCallback):
 
 def _write_missing_weights(args: TrainingArguments, model: Any, path: Path) -> None:
     """Another host's copy of a checkpoint (save_on_each_node): transformers 5 writes model weights on global rank 0
-    only, so they are written here. Not for sharded models (FSDP, DeepSpeed), whose copy then stays incomplete."""
+    only, so they are written here. Not for sharded models (FSDP, DeepSpeed), whose copy then stays incomplete. A
+    LoRA model's are its adapter and head, as Trainer writes them (peft's save_pretrained)."""
     if any((path / name).is_file() for name in checkpoint.WEIGHTS) or args.fsdp or args.deepspeed:
+        return
+    if lora.is_adapted(model):
+        model.save_pretrained(str(path))
         return
     from safetensors.torch import save_model
 

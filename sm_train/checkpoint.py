@@ -33,6 +33,7 @@ INCOMPLETE_DIR = "incomplete"  # where torn checkpoints are moved aside (not nam
 SUPERSEDED_DIR = "superseded"  # where resume=never moves an earlier run's checkpoints (kept, never deleted)
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt")
+ADAPTER_CONFIG = "adapter_config.json"  # beside adapter_model.safetensors: peft reads the adapter's shape from it
 
 
 def _safetensors_ok(path: Path) -> bool:
@@ -71,6 +72,8 @@ def _plain_problem(path: Path) -> str | None:
         return "no model weights"
     if weights[0].suffix == ".safetensors" and not _safetensors_ok(weights[0]):
         return f"{weights[0].name} is truncated"
+    if weights[0].name == sharded.ADAPTER_WEIGHTS and not (path / ADAPTER_CONFIG).is_file():
+        return f"{ADAPTER_CONFIG} is missing (the adapter's settings, read with its weights)"
     return archive_problem(path, list(TRAINING_STATE))
 
 
@@ -137,12 +140,15 @@ def short_error(error: BaseException) -> str:
 
 def load_problem(path: Path, model: Any) -> str | None:
     """Why Trainer could not load this complete checkpoint into `model`, checked with pickle-safe loads only: the
-    weights' names and shapes against the model's (from model.safetensors, or an FSDP checkpoint's metadata), the
-    optimizer and scheduler as torch archives (memory-mapped)."""
+    weights' names and shapes against the model's (from model.safetensors, a LoRA checkpoint's
+    adapter_model.safetensors, or an FSDP checkpoint's metadata), the optimizer and scheduler as torch archives
+    (memory-mapped)."""
     import torch
 
     kind = sharded.layout(path)
     weights = path / (f"{sharded.FSDP_MODEL}_0" if kind == sharded.FSDP_SHARDED else "model.safetensors")
+    if not kind and not weights.exists() and (path / sharded.ADAPTER_WEIGHTS).exists():
+        weights = path / sharded.ADAPTER_WEIGHTS
     try:
         wrong = None if model is None or not weights.exists() else sharded.weights_problem(weights, model)
     except Exception as e:  # noqa: BLE001 - any failure to load here is one Trainer would hit

@@ -62,7 +62,6 @@ RULES: dict[str, Rule] = {
     "overwrite_output_dir": Rule(
         None, "sm_train resumes from the checkpoint dir instead; see the resume hyperparameter"
     ),
-    "logging_dir": Rule(None, "removed in transformers 5; logs go to the output data dir"),
     "save_safetensors": Rule(None, "removed in transformers 5; weights are always saved as safetensors"),
     "fp16_backend": Rule(None, "removed in transformers 5"),
     "half_precision_backend": Rule(None, "removed in transformers 5"),
@@ -94,7 +93,9 @@ VALUE_RULES: dict[str, Rule] = {
 
 # Renamed whatever the installed TrainingArguments has: transformers 4.x keeps an mp_parameters field it ignores.
 ALWAYS: dict[str, Rule] = {
-    "mp_parameters": Rule("smp_parameters", "the estimator's model-parallel parameters, read by sm_train")
+    "mp_parameters": Rule("smp_parameters", "the estimator's model-parallel parameters, read by sm_train"),
+    # transformers 5 removed logging_dir; one name on both majors for where report_to=tensorboard writes.
+    "logging_dir": Rule("tensorboard_dir", "where report_to=tensorboard writes (transformers 5 removed logging_dir)"),
 }
 
 

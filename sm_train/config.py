@@ -64,6 +64,9 @@ class _Parser(HfArgumentParser):
     def __init__(self, dataclass_types: Iterable[type], **kwargs: Any) -> None:
         # No -h/--help (a value "-h" would print help and exit 0), no abbreviations (a value is never an option).
         super().__init__(dataclass_types, add_help=False, allow_abbrev=False, **kwargs)
+        # report_to is typed `str | list[str]`, which HfArgumentParser reads as one string: a job could report to a
+        # single integration ("tensorboard,mlflow" named none). A list, in any dialect, as transformers takes it.
+        self._option_string_actions["--report_to"].nargs = "+"
 
     def _parse_optional(self, arg_string: str) -> Any:
         """argparse takes any token starting with '-' that is not a plain negative number for an option, so

@@ -65,6 +65,18 @@ LAUNCHER_VARIABLES = (
     "MASTER_PORT",
 )
 
+# What report_to=tensorboard and report_to=mlflow read (tracking.py): where event files go, the MLflow server,
+# experiment, run and tags, and whether the model is logged as artifacts. Credentials are left to MLflow itself.
+TRACKING_VARIABLES = ("TENSORBOARD_LOGGING_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME",
+                      "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_NAME", "MLFLOW_RUN_ID", "MLFLOW_TAGS",
+                      "HF_MLFLOW_LOG_ARTIFACTS")  # fmt: skip
+
+
+def tracking_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The TRACKING_VARIABLES that are set and not empty (default: os.environ)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in TRACKING_VARIABLES if environ.get(name)}
+
 
 @dataclass(frozen=True)
 class SageMakerEnv:
@@ -97,6 +109,8 @@ class SageMakerEnv:
     program: str | None = None
     # A tuning trial: the objective metric SageMaker's tuner reads from the log (_tuning_objective_metric).
     tuning_objective: str | None = None
+    # The report_to integrations' variables that are set (TRACKING_VARIABLES), read by tracking.py.
+    tracking: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def in_sagemaker(self) -> bool:
@@ -266,4 +280,5 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         checkpoint_config=checkpoint_config,
         program=_reserved_value(raw_hyperparameters, "sagemaker_program"),
         tuning_objective=_reserved_value(raw_hyperparameters, "_tuning_objective_metric"),
+        tracking=tracking_variables(environ),
     )

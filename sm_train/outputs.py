@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import platform
+import re
 import shutil
 from collections.abc import Iterable, Mapping
 from importlib import metadata, resources
@@ -103,7 +104,8 @@ def write_serving(model_dir: Path, task: Any, args: Any = None) -> None:
     """code/inference.py (sm_train/serving/inference.py as it is: the toolkit loads it in place of its pipeline) and
     code/serving.json, the settings the job's evaluation used: token limits, QA windows and span search, the T5
     prefix (config.json's), the precision and evaluation batch size. No code/requirements.txt: the module needs
-    only what every Hugging Face inference image has, and the toolkit would pip-install it at each start."""
+    only what every Hugging Face inference image has, and the toolkit would pip-install it at each start; but an
+    adapter-only model dir (merge_adapters=false) needs peft and its base model (serving_adapter)."""
     if task.name not in SERVED:
         logger.info("task %s: no code/inference.py (it serves the shipped tasks only)", task.name)
         return
@@ -121,7 +123,27 @@ def write_serving(model_dir: Path, task: Any, args: Any = None) -> None:
     source = (resources.files("sm_train") / "serving" / "inference.py").read_text(encoding="utf-8")
     (model_dir / "code").mkdir(exist_ok=True)
     (model_dir / "code" / "inference.py").write_text(source, encoding="utf-8")
+    if (model_dir / "adapter_config.json").is_file():
+        settings["base_model"] = serving_adapter(model_dir)
     write_json(model_dir / "code" / "serving.json", settings)
+
+
+def serving_adapter(model_dir: Path) -> str:
+    """code/requirements.txt for an adapter-only model dir: peft, at least the release that saved the adapter (the
+    toolkit installs it at the endpoint's start; transformers is left as the image has it). Returns the base model
+    the adapter names, for serving.json, warning when it is a local path that an endpoint will not have."""
+    adapter = json.loads((model_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    release = re.match(r"\d+\.\d+(\.\d+)?", str(adapter.get("peft_version")))
+    (model_dir / "code" / "requirements.txt").write_text(f"peft>={release[0] if release else '0.18'}\n")
+    base = adapter.get("base_model_name_or_path") or ""
+    if not base or base.startswith(("/", ".", "~")) or Path(base).exists():
+        logger.warning(
+            "the adapter's base model is %r, a path an endpoint will not have: set SM_TRAIN_BASE_MODEL in the "
+            "endpoint's environment (or base_model in code/serving.json) to its Hub model id or to a folder inside "
+            "the model dir, or train with merge_adapters=true to deploy the merged model",
+            base,
+        )
+    return base
 
 
 def evaluation_schedule(args: Any, sizes: Mapping[str, int]) -> str | bool:
@@ -181,6 +203,7 @@ def resolved_config(
             "num_gpus": env.num_gpus,
             "num_cpus": env.num_cpus,
             "job_name": env.job_name,
+            "tuning_objective": env.tuning_objective,
             "model_dir": str(env.model_dir),
             "checkpoint_dir": str(env.checkpoint_dir),
         },

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from sm_train import claim, config, data, device, files, local, models, outputs
+from sm_train import claim, config, data, device, files, local, lora, models, outputs
 from sm_train.env import SageMakerEnv, from_environ
 from sm_train.errors import ConfigError, UserError
 from sm_train.reasons import failure_reason
@@ -169,6 +169,10 @@ def _model_stages(report: Report, cfg: config.Config, model_name: str, task: Tas
         return
     say(f"[ok] model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
     report.attempt("model", task.configure, model, cfg.training_args)
+    adapted = report.attempt("LoRA", lora.adapt, model, cfg.job, task, cfg.training_args) if cfg.job.use_lora else None
+    if adapted is not None:
+        model = adapted
+        say(f"[ok] LoRA: rank {cfg.job.lora_r}, {lora.describe(model)}")
     features = _lengths(report, task, raw)
     _steps(cfg, raw, features)
     report.attempt("training step", _one_step, task, model, raw)

@@ -103,6 +103,7 @@ def _service_reason(error: BaseException, name: str) -> str | None:
 _INTEGRATION_MODULES = {
     "wandb": "wandb",
     "mlflow": "mlflow",
+    "sagemaker_mlflow": "mlflow",  # SageMaker managed MLflow's plugin (its ARN's authentication)
     "comet_ml": "comet_ml",
     "neptune": "neptune",
     "clearml": "clearml",
@@ -113,7 +114,8 @@ _INTEGRATION_MODULES = {
 }
 _INTEGRATION_REMEDIES = {
     "wandb": "A job has no terminal to log in from: set WANDB_API_KEY (or WANDB_MODE=offline). ",
-    "mlflow": "Set MLFLOW_TRACKING_URI to a server the job can reach. ",
+    "mlflow": "Set MLFLOW_TRACKING_URI to a server the job can reach (SageMaker managed MLflow: its ARN, with the "
+    "job's role allowed the sagemaker-mlflow actions on it). ",
 }
 # Network libraries whose errors name the failure in the class: requests, httpx (huggingface_hub 1.x), urllib3.
 _NETWORK_MODULES = ("requests", "httpx", "httpx2", "urllib3", "huggingface_hub")

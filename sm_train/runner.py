@@ -19,9 +19,11 @@ from sm_train import (
     device,
     dist,
     files,
+    lora,
     outputs,
     signals,
     smdist,
+    tracking,
     training,
     trajectory,
 )
@@ -103,13 +105,18 @@ def _run_identity(cfg: Config, task: Task, model_name: str, tokenizer: Any, fing
 
 
 def _resume_point(cfg: Config, env: SageMakerEnv, directory: Path, run: Any, model: Any) -> str | None:
-    """The checkpoint to resume from: complete, loadable into this model, and made by this same run."""
+    """The checkpoint to resume from: complete, loadable into this model, and made by this same run. One of other
+    LoRA settings cannot load, and is refused by the same-run rule rather than set aside as another model's."""
+
+    def usable(path: Path) -> str | None:
+        return None if lora.other_settings(manifest(path).get("run"), run) else load_problem(path, model)
+
     resume = resolve_resume(
         cfg.job.resume,
         directory,
         main_process=env.local_rank == 0,
         everywhere=collective.common_steps,
-        usable=lambda path: load_problem(path, model),
+        usable=usable,
     )
     if resume:
         trajectory.check_same_run(Path(resume), manifest(Path(resume)).get("run"), run)
@@ -142,6 +149,7 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
     dist.check_world(args, dist.topology(env))  # never N processes each training alone
     claim.check_placement(directory, env)
     files.require_writable(cfg.written_dirs(env))
+    tracking.check(cfg, env)  # report_to=tensorboard: its folder apart from checkpoints and model, and writable
     with signals.interrupt_process_on_signal(lambda: _nothing_trained(directory)):
         raw = data.select_splits(cfg, env)
         trains = "train" in raw
@@ -159,6 +167,7 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
             task.model_class, model_name, "model", trust_remote_code=cfg.job.trust_remote_code, **task.model_kwargs()
         )
         task.configure(model, args)
+        model = lora.adapt(model, cfg.job, task, args)  # use_lora: the adapters, the task's head trained in full
         resume = _resume_point(cfg, env, directory, run_id, model) if trains else None
         with args.main_process_first(desc="preprocessing"):
             datasets = _preprocess(cfg, env, task, raw, tokenizer, model, fingerprints)
@@ -180,7 +189,10 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
 
     # Through the final evaluation and save, which a signal after the last step lets finish; the failure file when
     # the grace runs out.
-    with signals.save_or_stop_process_on_signal(stopper, lambda reason: outputs.write_failure(env.output_dir, reason)):
+    with (
+        signals.save_or_stop_process_on_signal(stopper, lambda reason: outputs.write_failure(env.output_dir, reason)),
+        tracking.reporting(trainer, resume),  # report_to: MLflow's run and TensorBoard's files end after the last log
+    ):
         train_results: dict[str, Any] = {}
         eval_results: dict[str, Any] = {}
         if "train" in raw:
@@ -197,7 +209,7 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
             )
             test_results["test_samples"] = len(raw["test"])
 
-        training.save_model(trainer, env.model_dir)
+        training.save_model(trainer, env.model_dir, cfg.job.merge_adapters)
         if trainer.is_world_process_zero():
             outputs.make_deployable(env.model_dir, tokenizer.model_input_names, task, args)
             task.write_predictions(env.output_data_dir, eval_predictions)

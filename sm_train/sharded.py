@@ -13,6 +13,7 @@ transformers 4.57 and 5.x with accelerate 1.x write, beside trainer_state.json, 
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ FSDP_MODEL = "pytorch_model_fsdp"
 FSDP_SHARDED, FSDP_FULL, DEEPSPEED = "fsdp-sharded", "fsdp-full", "deepspeed"
 DCP_METADATA = ".metadata"
 DEEPSPEED_LATEST = "latest"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA checkpoint's weights: the adapter and the head it trains
 
 
 def layout(path: Path) -> str | None:
@@ -110,9 +112,10 @@ def torch_files(path: Path, kind: str) -> list[str]:
 
 
 def weights_problem(weights: Path, model: Any) -> str | None:
-    """The saved tensors' names and shapes against the model's: from model.safetensors' header, or from the
-    metadata of an FSDP_SHARDED checkpoint's model folder."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    """The saved tensors' names and shapes against the model's: from model.safetensors' header (an adapter's against
+    what the peft model saves of itself), or from the metadata of an FSDP_SHARDED checkpoint's model folder."""
+    state = _adapter_state(model) if weights.name == ADAPTER_WEIGHTS else model.state_dict()
+    expected = {name: tuple(t.shape) for name, t in state.items()}
     if weights.is_dir():
         from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
@@ -126,6 +129,15 @@ def weights_problem(weights: Path, model: Any) -> str | None:
     with safe_open(str(weights), "pt") as f:
         saved = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
     return shapes_problem(saved, expected)
+
+
+def _adapter_state(model: Any) -> dict[str, Any]:
+    """The tensors a peft model saves (its adapters and the modules it trains in full), by their saved names; none
+    for a model without adapters."""
+    peft = sys.modules.get("peft")  # a peft model exists only once peft was imported
+    if peft is None or not isinstance(model, peft.PeftModel):
+        return {}
+    return peft.get_peft_model_state_dict(model)
 
 
 def shapes_problem(saved: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str | None:

@@ -17,6 +17,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, default_data_collator
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from sm_train import lora
 from sm_train.tasks.base import token_lengths
 
 logger = logging.getLogger(__name__)
@@ -125,13 +126,18 @@ class TrainerSeam(Trainer):
         if self.args.load_best_model_at_end and self.state.best_model_checkpoint:
             self._load_best_model()
 
-    def save_deployable(self, directory: Path) -> None:
+    def save_deployable(self, directory: Path, merge_adapters: bool = True) -> None:
         """Why: one deployable copy, pushed later: SageMaker merges every host's model dir into one model.tar.gz.
 
         Every process calls it: Trainer gates the writes and gathers sharded weights. Checked: transformers 4.57.6,
         5.24.0 (save_model's _internal_call=True skips its push to the Hub; training.push_model pushes once the
-        outputs are complete).
+        outputs are complete). A LoRA model (use_lora): merge_adapters, the Trainer holds the merged plain model from
+        here on (save_model writes config.json and model.safetensors, a push sends what the model dir holds);
+        otherwise save_model writes the adapter (adapter_config.json, adapter_model.safetensors, the head included)
+        and the task's config.json goes beside it (lora.complete_adapter_dir).
         """
+        if merge_adapters and lora.is_adapted(self.model):
+            self.model = lora.merged(self.model)
         args = self.args  # the Trainer's own copy (training.build_trainer)
         each_node, args.save_on_each_node = args.save_on_each_node, False
         try:
@@ -141,6 +147,8 @@ class TrainerSeam(Trainer):
                 self.save_model(str(directory), _internal_call=True)
         finally:
             args.save_on_each_node = each_node
+        if lora.is_adapted(self.model) and args.should_save:
+            lora.complete_adapter_dir(self.model, directory)
 
 
 def _sharded_fsdp(trainer: Trainer) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import EarlyStoppingCallback, EvalPrediction, PrinterCallback
 
-from sm_train import progress
+from sm_train import progress, tracking
 from sm_train.callbacks import CheckpointKeeper, MetricLines, NoStepPastTheEnd, SaveOrStop, TrainingDone
 from sm_train.checkpoint import STATE_FILE, manifest
 from sm_train.config import Config
@@ -76,13 +76,15 @@ def build_trainer(
     # Our metric lines replace Trainer's printed dicts (transformers 5 renders them as quoted strings); on a
     # terminal its bar stays, without the dicts.
     trainer.remove_callback(PrinterCallback)
+    tracking.attach(trainer, cfg, env)  # report_to's TensorBoard and MLflow: the job's folder and run, rank 0 only
     progress.attach(trainer)
     return trainer
 
 
-def save_model(trainer: TrainerSeam, directory: Path) -> None:
-    """The deployable model, one copy (TrainerSeam.save_deployable); every rank calls it."""
-    trainer.save_deployable(directory)
+def save_model(trainer: TrainerSeam, directory: Path, merge_adapters: bool = True) -> None:
+    """The deployable model, one copy (TrainerSeam.save_deployable); every rank calls it. A LoRA model is saved with
+    its adapters merged in (merge_adapters), or as its adapter beside the task's config."""
+    trainer.save_deployable(directory, merge_adapters)
 
 
 def push_model(trainer: TrainerSeam, model_dir: Path) -> None:

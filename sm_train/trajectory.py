@@ -33,7 +33,7 @@ FREE = frozenset(
         "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter", "logging_dir",
         "log_level", "log_level_replica", "log_on_each_node", "disable_tqdm", "report_to", "run_name", "project",
         "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id", "include_num_input_tokens_seen",
-        "include_tokens_per_second", "skip_memory_metrics", "debug",
+        "include_tokens_per_second", "skip_memory_metrics", "debug", "tensorboard_dir",
         # checkpoint cadence and retention, the Hub
         "save_strategy", "save_steps", "save_total_limit", "save_on_each_node", "save_only_model",
         "save_safetensors", "enable_jit_checkpoint", "restore_callback_states_from_checkpoint", "push_to_hub",
@@ -48,9 +48,12 @@ FREE = frozenset(
         "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
         "dataloader_prefetch_factor", "dataloader_multiprocessing_context", "torch_empty_cache_steps",
         "ddp_timeout", "ddp_bucket_cap_mb",
+        # the final save only: the adapters merged into the model or saved apart (use_lora)
+        "merge_adapters",
     }
 )  # fmt: skip
 EXTEND = ("num_train_epochs", "max_steps")  # may be raised, not lowered
+LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")  # count only in a run with use_lora
 HASHED = ("tokenizer",)  # facts recorded as fingerprints, like "<split> data"
 CHUNK = 1 << 20
 
@@ -86,7 +89,8 @@ def identity(cfg: Any, model: str, tokenizer: str, data: dict[str, str], task_fa
         **dataclasses.asdict(cfg.task_args),
         **cfg.training_args.to_dict(),
     }
-    kept = {k: v for k, v in settings.items() if k not in FREE and not is_secret_key(k)}
+    unused = () if settings.get("use_lora") else LORA  # a run without adapters is the same run whatever they'd be
+    kept = {k: v for k, v in settings.items() if k not in FREE and k not in unused and not is_secret_key(k)}
     # A fact named like a setting is what the task resolved it to (problem_type auto -> regression): both count.
     resolved = {f"{k} (resolved)" if k in kept else k: v for k, v in task_facts.items()}
     facts = {"task": cfg.task_cls.name, "model": model, "tokenizer": tokenizer, **resolved}

@@ -10,6 +10,8 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from sm_train import lora
+from sm_train.env import tracking_variables
 from sm_train.errors import ConfigError, require_at_least
 
 # Ranges the libraries impose on a field, found by them only deep inside a run: (lowest, a bound below which the
@@ -30,6 +32,9 @@ RANGES: dict[str, tuple[float, float | None, str]] = {
     "adam_beta2": (0, 1, "torch's Adam refuses betas outside [0, 1)"),
     "label_smoothing_factor": (0, 1, "the share of probability spread over other labels, below 1"),
     "early_stopping_threshold": (0, None, "how much the metric must improve"),
+    "lora_r": (1, None, "the rank of LoRA's update matrices"),
+    "lora_alpha": (1, None, "LoRA's update is scaled by lora_alpha / lora_r"),
+    "lora_dropout": (0, 1, "a dropout probability, below 1"),
 }
 
 
@@ -98,6 +103,7 @@ def validate(job: Any, task_args: Any, args: TrainingArguments) -> None:
             key="save_total_limit",
         )
     _check_report_to(args.report_to)
+    lora.check(job, args)  # use_lora: peft installed and new enough, no sharded training
     if args.push_to_hub:
         _check_push_to_hub(args)
 
@@ -111,8 +117,11 @@ _INTEGRATIONS = {
 
 
 def _check_report_to(report_to: Iterable[str] | None) -> None:
-    """An integration whose package is missing fails when Trainer is built, after the model loaded."""
+    """An integration whose package is missing fails when Trainer is built, after the model loaded; an MLflow server
+    the job cannot use (SageMaker's managed MLflow without its plugin), once training is about to start."""
     from transformers.integrations import integration_utils
+
+    from sm_train import tracking
 
     supported = integration_utils.INTEGRATION_TO_CALLBACK
     for name in report_to or ():
@@ -129,6 +138,8 @@ def _check_report_to(report_to: Iterable[str] | None) -> None:
                 f"requirements.txt in source_dir (the job installs it before training), or leave {name} out of "
                 "report_to."
             )
+    if "mlflow" in (report_to or ()):
+        tracking.check_mlflow(tracking_variables())
 
 
 def _check_push_to_hub(args: TrainingArguments) -> None:

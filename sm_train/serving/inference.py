@@ -6,6 +6,9 @@ the model with the Auto classes, not pipeline() (transformers 5 removed the summ
 pipelines), and answers as the job's evaluation did, with the settings the job saved beside it in serving.json:
 the same token limits and windows, the same span search and "no answer" rule, the same generation settings.
 
+A model dir of a LoRA adapter alone (merge_adapters=false) is served as its base model with the adapter merged in:
+that needs peft (code/requirements.txt names it) and the base model (adapter_model).
+
 A request is JSON, {"inputs": ..., "parameters": {...}}. One that cannot be answered raises RequestError (a
 ValueError); the toolkit answers it with status 400 and the message.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,6 +34,7 @@ MODELS = {
     "summarization": "AutoModelForSeq2SeqLM",
 }
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+BASE_MODEL = "SM_TRAIN_BASE_MODEL"  # in the endpoint's environment: the base model of an adapter-only model dir
 
 
 class RequestError(ValueError):
@@ -66,10 +71,46 @@ def model_fn(model_dir: str, context: Any = None) -> Served:
     if half is torch.bfloat16 and not torch.cuda.is_bf16_supported():
         half = None  # bf16 trained, served in fp32 here: fp16 could overflow where bf16 did not
     weights = half if half is not None and settings.get("full_eval") else torch.float32
-    model = getattr(transformers, MODELS[task]).from_pretrained(model_dir).to(device=device, dtype=weights).eval()
+    auto = getattr(transformers, MODELS[task])
+    adapter = (Path(model_dir) / "adapter_config.json").is_file()  # merge_adapters=false: no model weights
+    model = adapter_model(Path(model_dir), settings, auto, weights) if adapter else auto.from_pretrained(model_dir)
+    model = model.to(device=device, dtype=weights).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     names = frozenset(inspect.signature(model.forward).parameters)
     return Served(task, model, tokenizer, settings, device, half, names)
+
+
+def adapter_model(model_dir: Path, settings: dict[str, Any], auto: Any, dtype: torch.dtype) -> Any:
+    """An adapter-only model dir (adapter_config.json, the LoRA weights with the trained head, no model weights): the
+    base model built with the model dir's config.json (its labels and head shapes), the adapter merged in (no LoRA
+    step per request). The base: SM_TRAIN_BASE_MODEL in the endpoint's environment, else serving.json's base_model,
+    else the adapter's base_model_name_or_path; a folder (a relative one inside the model dir) or a Hub model id."""
+    try:
+        import peft
+    except ImportError as e:
+        raise ImportError(
+            f"{model_dir} holds a LoRA adapter without its base model's weights: serving it needs the peft package "
+            f"({e}). The model dir's code/requirements.txt names it, which the inference toolkit installs when the "
+            "endpoint starts (without internet access: an image with peft). Or deploy a merged model: train with "
+            "merge_adapters=true."
+        ) from None
+    adapter = json.loads((model_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    endpoint = os.environ.get(BASE_MODEL)  # noqa: TID251 (the endpoint's environment: sm_train's env.py is not here)
+    base = endpoint or settings.get("base_model") or adapter.get("base_model_name_or_path") or ""
+    if base and (model_dir / base).is_dir():
+        base = str(model_dir / base)
+    elif not base or base.startswith(("/", ".", "~")) or base.count("/") > 1:  # a path, not a Hub id
+        raise FileNotFoundError(
+            f"The adapter's base model {base!r} is not a folder on this endpoint. Set {BASE_MODEL} in the endpoint's "
+            "environment (or base_model in code/serving.json) to the base's Hub model id or to a folder inside the "
+            "model dir that holds it, or deploy a merged model: train with merge_adapters=true."
+        )
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    model = peft.PeftModel.from_pretrained(auto.from_pretrained(base, config=config).to(dtype=dtype), model_dir)
+    model = model.merge_and_unload()
+    if (model_dir / "generation_config.json").is_file():  # the job's generation settings, not the base model's
+        model.generation_config = transformers.GenerationConfig.from_pretrained(model_dir)
+    return model
 
 
 def input_fn(input_data: str | bytes, content_type: str | None) -> dict[str, Any]:
@@ -239,7 +280,8 @@ def summarize(served: Served, inputs: Any, parameters: dict[str, Any]) -> list[d
     summaries: list[str] = []
     for batch in _batches(served, features):
         try:
-            generated = served.model.generate(**batch, **parameters)
+            # given, not left to generate(): 4.x would rebuild a config marked _from_model_config from config.json
+            generated = served.model.generate(**batch, generation_config=generation, **parameters)
         except (ValueError, TypeError) as e:  # generate's own check of the values
             raise RequestError(f"The generation parameters were refused: {e}") from None
         summaries += [text.strip() for text in served.tokenizer.batch_decode(generated, skip_special_tokens=True)]

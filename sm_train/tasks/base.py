@@ -63,6 +63,8 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]] = ()  # the metrics score returns, without the eval_ prefix
     training_defaults: ClassVar[dict[str, Any]] = {}  # below the user's values, above sm_train's own defaults
     best_metric: ClassVar[str | None] = None  # metric_for_best_model when load_best_model_at_end is on
+    # use_lora: peft's TaskType name for the model_class (SEQ_CLS, QUESTION_ANS, SEQ_2_SEQ_LM, ...); None: no LoRA.
+    lora_task_type: ClassVar[str | None] = None
 
     def __init__(self, args: Any, tokenizer: PreTrainedTokenizerBase | None) -> None:
         self.args = args

@@ -42,6 +42,7 @@ class QuestionAnswering(Task):
     name = "question-answering"
     Args = QuestionAnsweringArgs
     model_class = AutoModelForQuestionAnswering
+    lora_task_type = "QUESTION_ANS"
     metric_names = METRIC_NAMES[name]
     best_metric = "f1"  # QA evaluation is judged by F1; its loss on windows says little
 

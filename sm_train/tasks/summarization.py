@@ -69,6 +69,7 @@ class Summarization(Task):
     model_class = AutoModelForSeq2SeqLM
     training_args_class = Seq2SeqTrainingArguments
     trainer_class = Seq2SeqTrainer
+    lora_task_type = "SEQ_2_SEQ_LM"
     metric_names = METRIC_NAMES[name]
     # Evaluation generates summaries; predictions move to the CPU every 16 steps so memory stays bounded.
     training_defaults = {"predict_with_generate": True, "eval_accumulation_steps": 16}

@@ -39,6 +39,7 @@ class TextClassification(ClassificationLabels, Task):
     Args = TextClassificationArgs
     model_class = AutoModelForSequenceClassification
     metric_names = METRIC_NAMES[name]
+    lora_task_type = "SEQ_CLS"
 
     def __init__(self, args: TextClassificationArgs, tokenizer: PreTrainedTokenizerBase | None) -> None:
         super().__init__(args, tokenizer)

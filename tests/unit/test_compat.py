@@ -40,14 +40,20 @@ def test_transformers_5_removals_are_translated(parsed, caplog) -> None:
         warmup_ratio=0.1,
         group_by_length=True,
         overwrite_output_dir=True,
-        logging_dir="/x",
         save_safetensors=True,
     )
     args = cfg.training_args
     assert args.warmup_steps == 0.1
     assert args.train_sampling_strategy == "group_by_length"
-    for dropped in ("overwrite_output_dir", "logging_dir", "save_safetensors"):
+    for dropped in ("overwrite_output_dir", "save_safetensors"):
         assert f"hyperparameter {dropped} dropped" in caplog.text
+
+
+def test_logging_dir_is_where_tensorboard_writes(parsed) -> None:
+    """One name on every transformers version: 4.x's own logging_dir field (5 has none) never receives it."""
+    cfg = parsed(logging_dir="/tb")
+    assert cfg.job.tensorboard_dir == "/tb"
+    assert getattr(cfg.training_args, "logging_dir", None) != "/tb"
 
 
 def test_model_parallel_parameters_reach_the_job(parsed) -> None:

@@ -223,3 +223,17 @@ def test_greater_is_better_follows_the_metric(parsed) -> None:
     assert parsed(**best, metric_for_best_model="mse").training_args.greater_is_better is False
     assert parsed(**best, metric_for_best_model="accuracy").training_args.greater_is_better is True
     assert parsed(**best, metric_for_best_model="mse", greater_is_better="true").training_args.greater_is_better
+
+
+@pytest.mark.parametrize(
+    ("given", "found"),
+    [
+        ("none", []),
+        ("tensorboard", ["tensorboard"]),
+        ("tensorboard,mlflow", ["tensorboard", "mlflow"]),  # SDK v3 and the command line
+        (["tensorboard", "mlflow"], ["tensorboard", "mlflow"]),  # SDK v2
+        ('["tensorboard", "mlflow"]', ["tensorboard", "mlflow"]),
+    ],
+)
+def test_report_to_takes_one_integration_or_several(parsed, given, found) -> None:
+    assert parsed(report_to=given).training_args.report_to == found
