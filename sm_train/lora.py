@@ -188,7 +188,7 @@ def merged(model: Any) -> Any:
 def complete_adapter_dir(model: Any, directory: Path) -> None:
     """Beside the adapter Trainer saved: the task's config.json (labels, problem type: a base model loaded by its
     name alone would get a random head of 2 labels) and, for a generating model, generation_config.json. (The base
-    model the adapter names is checked for an endpoint by outputs.make_deployable.)"""
+    model the adapter names is checked for an endpoint by deployable.make_deployable.)"""
     base = model.get_base_model()
     config = copy.deepcopy(base.config)
     config.architectures = [type(base).__name__]

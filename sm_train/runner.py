@@ -16,6 +16,7 @@ from sm_train import (
     claim,
     collective,
     data,
+    deployable,
     device,
     dist,
     files,
@@ -211,7 +212,7 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
 
         training.save_model(trainer, env.model_dir, cfg.job.merge_adapters)
         if trainer.is_world_process_zero():
-            outputs.make_deployable(env.model_dir, tokenizer.model_input_names, task, args)
+            deployable.make_deployable(env.model_dir, tokenizer.model_input_names, task, args)
             task.write_predictions(env.output_data_dir, eval_predictions)
             if "test" in raw:
                 task.write_predictions(env.output_data_dir, test_predictions, split="test")

@@ -121,7 +121,7 @@ def _check_report_to(report_to: Iterable[str] | None) -> None:
     the job cannot use (SageMaker's managed MLflow without its plugin), once training is about to start."""
     from transformers.integrations import integration_utils
 
-    from sm_train import tracking
+    from sm_train import mlflow_run
 
     supported = integration_utils.INTEGRATION_TO_CALLBACK
     for name in report_to or ():
@@ -139,7 +139,7 @@ def _check_report_to(report_to: Iterable[str] | None) -> None:
                 "report_to."
             )
     if "mlflow" in (report_to or ()):
-        tracking.check_mlflow(tracking_variables())
+        mlflow_run.check_mlflow(tracking_variables())
 
 
 def _check_push_to_hub(args: TrainingArguments) -> None:

@@ -141,6 +141,7 @@ RULES = (
         _imported_only_by("config.py", ["cli.py", "runner.py", "training.py", "preflight.py"]),
     ),
     Rule(FLOW, "`outputs.py` imports only `redact.py`", _imports_only(_in("outputs.py"), _in("redact.py"))),
+    Rule(FLOW, "`deployable.py` only `outputs.py`", _imports_only(_in("deployable.py"), _in("outputs.py"))),
     Rule(FLOW, "`cli.py` is imported only by `__main__.py`", _imported_only_by("cli.py", ["__main__.py"])),
     Rule(
         RESTARTS,
@@ -253,6 +254,7 @@ def later():
         ("data.py", "from sm_train.config import JobArgs\n", "import `config.py` at run time"),
         ("a_new_module.py", "import sm_train.config\n", "import `config.py` at run time"),
         ("outputs.py", "from . import env\n", "`outputs.py` imports only `redact.py`"),
+        ("deployable.py", "from sm_train import tasks\n", "`deployable.py` only `outputs.py`"),
         ("local.py", "from sm_train.cli import main\n", "`cli.py` is imported only by `__main__.py`"),
         ("checkpoint.py", "from sm_train import training\n", "import only each other, `errors.py`"),
         ("cache.py", "from sm_train.config import Config\n", "import only each other, `errors.py`"),

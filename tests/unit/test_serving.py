@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from sm_train import outputs
+from sm_train import deployable
 from sm_train.serving import inference
 from sm_train.tasks.qa_spans import Windows, best_answers
 from tests import tiny
@@ -28,11 +28,11 @@ QA_ARGS = {"doc_stride": 16, "pad_to_max_length": False, "n_best_size": 20, "max
 
 
 def deploy(model: Any, tokenizer: Any, directory: Path, task: str, max_length: int = 64, **task_args: Any) -> Path:
-    """A model dir as a job leaves it: the model, its tokenizer and outputs.make_deployable's code/."""
+    """A model dir as a job leaves it: the model, its tokenizer and deployable.make_deployable's code/."""
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     job_task = SimpleNamespace(name=task, max_length=max_length, args=SimpleNamespace(**task_args))
-    outputs.make_deployable(directory, tokenizer.model_input_names, job_task, ARGS)
+    deployable.make_deployable(directory, tokenizer.model_input_names, job_task, ARGS)
     return directory
 
 
@@ -310,14 +310,14 @@ def test_make_deployable_writes_the_module_and_the_jobs_settings(single: Path, t
     task = SimpleNamespace(name="question-answering", max_length=256, args=SimpleNamespace(**QA_ARGS))
     args = SimpleNamespace(bf16=True, fp16=False, bf16_full_eval=False, per_device_eval_batch_size=16)
     (tmp_path / "config.json").write_text("{}")
-    outputs.write_serving(tmp_path, task, args)
+    deployable.write_serving(tmp_path, task, args)
     settings = json.loads((tmp_path / "code" / "serving.json").read_text())
     assert settings.pop("versions").keys() == {"sm_train", "transformers", "torch"}
     assert settings == {"task": "question-answering", "max_seq_length": 256, **QA_ARGS, "precision": "bf16",
                         "full_eval": False, "batch_size": 16}  # fmt: skip
     custom = tmp_path / "custom"
     custom.mkdir()
-    outputs.write_serving(custom, SimpleNamespace(name="my-task"), args)
+    deployable.write_serving(custom, SimpleNamespace(name="my-task"), args)
     assert not (custom / "code").exists()  # a task shipped in source_dir serves its own way
 
 

@@ -1,5 +1,5 @@
 """Adapter-only model dirs (use_lora with merge_adapters=false: the LoRA adapter with the trained head, the task's
-config.json, the tokenizer, no model weights): outputs.make_deployable records the base model and requires peft, and
+config.json, the tokenizer, no model weights): deployable.make_deployable records the base model and requires peft, and
 code/inference.py serves the base with the adapter merged in, answering as the PeftModel the job saved answers, with
 each task's settings. What an endpoint lacks (peft, the base model's folder) is refused saying how to fix it; a merged
 LoRA model dir is a plain model dir."""
@@ -18,7 +18,7 @@ import pytest
 import torch
 import transformers
 
-from sm_train import outputs
+from sm_train import deployable
 from sm_train.serving import inference
 from tests import tiny
 from tests.unit.test_serving import ARGS, QA_ARGS, TEXTS
@@ -82,7 +82,7 @@ def adapter_only(directory: Path, task: str) -> tuple[Path, Any]:
         model.generation_config.save_pretrained(directory)
     tokenizer = transformers.AutoTokenizer.from_pretrained(base)
     tokenizer.save_pretrained(directory)
-    outputs.make_deployable(directory, tokenizer.model_input_names, job_task(task), ARGS)
+    deployable.make_deployable(directory, tokenizer.model_input_names, job_task(task), ARGS)
     assert not [p.name for p in directory.iterdir() if p.name.startswith(("model", "pytorch_model"))]
     return directory, wrapped
 
@@ -162,16 +162,16 @@ def test_make_deployable_records_the_base_and_requires_peft(classifier, tmp_path
     assert json.loads((code / "serving.json").read_text())["base_model"] == adapter["base_model_name_or_path"]
 
     copy = Path(shutil.copytree(model_dir, tmp_path / "copy"))
-    with caplog.at_level(logging.WARNING, logger="sm_train.outputs"):
-        outputs.write_serving(copy, job_task("text-classification"), ARGS)
+    with caplog.at_level(logging.WARNING, logger="sm_train.deployable"):
+        deployable.write_serving(copy, job_task("text-classification"), ARGS)
     assert f"the adapter's base model is '{adapter['base_model_name_or_path']}', a path an endpoint" in caplog.text
     assert "SM_TRAIN_BASE_MODEL" in caplog.text and "merge_adapters=true" in caplog.text
 
     caplog.clear()  # a Hub id, and an adapter saved by a peft that records a development release
     adapter |= {"base_model_name_or_path": "an-org/tiny-bert", "peft_version": "0.22.0.dev0@0123abc"}
     (copy / "adapter_config.json").write_text(json.dumps(adapter))
-    with caplog.at_level(logging.WARNING, logger="sm_train.outputs"):
-        outputs.write_serving(copy, job_task("text-classification"), ARGS)
+    with caplog.at_level(logging.WARNING, logger="sm_train.deployable"):
+        deployable.write_serving(copy, job_task("text-classification"), ARGS)
     assert not caplog.text
     assert json.loads((copy / "code" / "serving.json").read_text())["base_model"] == "an-org/tiny-bert"
     assert (copy / "code" / "requirements.txt").read_text() == "peft>=0.22.0\n"
@@ -236,7 +236,7 @@ def test_a_merged_lora_model_dir_serves_as_any_model_dir(tmp_path: Path, monkeyp
     model_dir = tmp_path / "model"
     wrapped.merge_and_unload().save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    outputs.make_deployable(model_dir, tokenizer.model_input_names, job_task("text-classification"), ARGS)
+    deployable.make_deployable(model_dir, tokenizer.model_input_names, job_task("text-classification"), ARGS)
     assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "serving.json"]
     assert "base_model" not in json.loads((model_dir / "code" / "serving.json").read_text())
     monkeypatch.setitem(sys.modules, "peft", None)  # the endpoint needs no peft for it

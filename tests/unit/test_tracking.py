@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sm_train import tracking
+from sm_train import mlflow_run, tracking
 from sm_train.config import parse
 from sm_train.device import DeviceInfo
 from sm_train.env import from_environ
@@ -72,17 +72,17 @@ def no_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_managed_mlflow_arn_needs_the_plugin(no_plugin) -> None:
     with pytest.raises(ConfigError) as raised:
-        tracking.check_mlflow({"MLFLOW_TRACKING_URI": ARN})
+        mlflow_run.check_mlflow({"MLFLOW_TRACKING_URI": ARN})
     message = str(raised.value)
     assert f"MLFLOW_TRACKING_URI={ARN} (SageMaker managed MLflow) needs the sagemaker-mlflow package" in message
     assert "add sagemaker-mlflow to requirements.txt in source_dir" in message
-    tracking.check_mlflow({"MLFLOW_TRACKING_URI": "https://mlflow.example.com"})  # any other server needs none
+    mlflow_run.check_mlflow({"MLFLOW_TRACKING_URI": "https://mlflow.example.com"})  # any other server needs none
 
 
 def test_with_the_plugin_any_managed_arn_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
-    tracking.check_mlflow({"MLFLOW_TRACKING_URI": ARN})
-    tracking.check_mlflow({"MLFLOW_TRACKING_URI": "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-ABC123"})
+    mlflow_run.check_mlflow({"MLFLOW_TRACKING_URI": ARN})
+    mlflow_run.check_mlflow({"MLFLOW_TRACKING_URI": "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-ABC123"})
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_with_the_plugin_any_managed_arn_passes(monkeypatch: pytest.MonkeyPatch)
 )
 def test_mlflow_variables_a_run_cannot_use_are_refused(variables: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
-        tracking.check_mlflow(variables)
+        mlflow_run.check_mlflow(variables)
 
 
 def test_parsing_refuses_the_arn_without_the_plugin(tmp_path: Path, monkeypatch, no_plugin) -> None:
