@@ -60,6 +60,18 @@ def check_mlflow(variables: Mapping[str, str]) -> None:
         )
 
 
+def allow_file_store_for(uri: str | None) -> None:
+    """A tracking URI that names a local folder (file:..., a path): MLflow 3 refuses its file store unless
+    MLFLOW_ALLOW_FILE_STORE is set (it keeps it in maintenance mode); the job was pointed there, so it opts in, for
+    this process, unless that variable says otherwise."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+
+    local = uri is not None and (uri.startswith("file:") or "://" not in uri and not uri.startswith("arn:"))
+    if local and not MLFLOW_ALLOW_FILE_STORE.is_set():
+        MLFLOW_ALLOW_FILE_STORE.set(True)
+        logger.info("MLflow: the file store at %s (MLFLOW_ALLOW_FILE_STORE=false refuses it)", uri)
+
+
 class MlflowRun(TrainerCallback):
     """The job's one MLflow run: every log Trainer makes (training steps, each evaluation, the final one, the test
     set's) at its global step."""
@@ -77,6 +89,7 @@ class MlflowRun(TrainerCallback):
         uri = self.variables.get("MLFLOW_TRACKING_URI")
         if uri is None and self.env.in_sagemaker:
             logger.warning("report_to=mlflow without MLFLOW_TRACKING_URI: the run is kept only inside the container")
+        allow_file_store_for(uri)
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         record = Path(self.cfg.training_args.output_dir) / RUN_RECORD
         self.run_id = self._continued(_read(record), resume, uri)

@@ -62,6 +62,15 @@ def test_one_job_reports_to_tensorboard_and_mlflow(tmp_path, monkeypatch, tiny_e
     assert_mlflow_logged(store, job)
 
 
+def test_a_file_store_needs_no_opt_in_from_the_user(tmp_path, monkeypatch, tiny_encoder, store) -> None:
+    """MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE is set: a job pointed at one opts in itself (the
+    test's own client reads the store after the job, in this process)."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")  # restored after the test, whatever the job set
+    job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), "report_to": "mlflow"})
+    assert job.returncode == 0, job.failure
+    assert_mlflow_logged(store, job)
+
+
 def test_hf_mlflow_log_artifacts_logs_the_final_model(tmp_path, monkeypatch, tiny_encoder, store) -> None:
     monkeypatch.setenv("HF_MLFLOW_LOG_ARTIFACTS", "true")
     job = run(tmp_path, monkeypatch, {"model_name_or_path": str(tiny_encoder), "report_to": "mlflow"})

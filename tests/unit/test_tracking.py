@@ -4,6 +4,7 @@ that replace transformers' own (rank 0 only)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,23 @@ def test_an_error_of_the_managed_mlflow_plugin_is_named_as_report_to_mlflow() ->
     reason = failure_reason(refused)
     assert reason.startswith("report_to=mlflow failed (AuthError: AccessDeniedException).")
     assert "sagemaker-mlflow actions" in reason and "unexpected error" not in reason
+
+
+@pytest.mark.parametrize(
+    ("uri", "given", "allowed"),
+    [
+        ("file:/data/mlruns", None, "True"),  # a folder the job was pointed at: MLflow 3 refuses it unless opted in
+        ("/data/mlruns", None, "True"),
+        ("file:/data/mlruns", "false", "false"),  # the user's own answer stands
+        ("https://mlflow.example.com", None, None),
+        ("arn:aws:sagemaker:us-east-1:123456789012:mlflow-app/app-ABC123", None, None),
+        (None, None, None),
+    ],
+)
+def test_a_file_store_is_opted_into_unless_refused(monkeypatch, uri, given, allowed) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # restored after the test
+    if given is not None:
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", given)
+    mlflow_run.allow_file_store_for(uri)
+    assert os.environ.get("MLFLOW_ALLOW_FILE_STORE") == allowed
