@@ -15,8 +15,8 @@ import pytest
 
 from sm_train import cli
 from tests import tiny
-from tests.e2e.conftest import TF4_PYTHON
-from tests.jobs import REPO, Job, job_env, make_tree, write_rows
+from tests.e2e.conftest import TF4_PYTHON, tf4_encoder, tf4_job
+from tests.jobs import Job, make_tree, write_rows
 
 ROWS = [{"text": t, "label": label} for t, label in tiny.sentences(32)]
 # The final evaluation runs after on_train_end (no evaluation during training), then the test set.
@@ -80,31 +80,16 @@ def test_logging_dir_places_an_evaluation_only_jobs_files(tmp_path, monkeypatch,
     assert "eval/accuracy" in found and "test/accuracy" in found and "train/loss" not in found
 
 
-BUILD = "import sys; from pathlib import Path; from tests import tiny; tiny.build_encoder(Path(sys.argv[1]))"
-
-
 @pytest.mark.external  # a job in the transformers 4.x venv
 @pytest.mark.parametrize("report_to", ["tensorboard", "mlflow"])
 def test_the_same_on_transformers_4(tmp_path: Path, monkeypatch, report_to: str) -> None:
     pytest.importorskip(report_to)  # to read what the job wrote
-    env = job_env(tmp_path) | {"PYTHONPATH": f"{REPO}:{REPO / 'tests' / 'netguard'}"}
-    if subprocess.run([str(TF4_PYTHON), "-c", f"import {report_to}"], env=env, capture_output=True).returncode:
+    if subprocess.run([str(TF4_PYTHON), "-c", f"import {report_to}"], capture_output=True).returncode:
         pytest.skip(f"{TF4_PYTHON} has no {report_to} package")
     store = mlflow_store(tmp_path, monkeypatch) if report_to == "mlflow" else None
-    subprocess.run([str(TF4_PYTHON), "-c", BUILD, str(tmp_path / "enc")], env=env, check=True, cwd=REPO)
-    hps = {**HPS, "model_name_or_path": str(tmp_path / "enc"), "report_to": report_to}
+    hps = {**HPS, "model_name_or_path": str(tf4_encoder(tmp_path / "enc")), "report_to": report_to}
     job = make_tree(tmp_path, hps, data(tmp_path))
-    done = subprocess.run(
-        [str(TF4_PYTHON), "-m", "sm_train", "train"],
-        env=job_env(job.root) | {"PYTHONPATH": env["PYTHONPATH"]},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    resolved = json.loads((job.output_data_dir / "sm_train_config.json").read_text())
-    assert resolved["versions"]["transformers"].startswith("4.57")
+    tf4_job(job)
     if store is None:
         assert_tensorboard_logged(job, job.root / "output" / "tensorboard")
         assert not event_files(job.root / "checkpoints")
