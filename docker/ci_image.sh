@@ -335,7 +335,9 @@ run --entrypoint sh "$image" -c 'find / -xdev \( -name "sm_train*.egg-info" -o -
   -o \( -type d -name sm_train ! -path "*/site-packages/*" \) \) -print' \
   > "$logs/leftovers.log" 2>&1 || fail "listing the image's files failed" "$logs/leftovers.log"
 [[ ! -s $logs/leftovers.log ]] || fail "build leftovers in the image: $(tr '\n' ' ' < "$logs/leftovers.log")"
-passed "--help, metric-definitions; sm_train imported from $where; no egg-info, wheel, build/ or source copy"
+extras=$(run --entrypoint python "$image" -c 'import peft, tensorboard; print(peft.__version__)' 2>&1) ||
+  fail "the image's default extras (peft, tensorboard) do not import: $extras"
+passed "--help, metric-definitions; sm_train imported from $where; peft $extras and tensorboard (the default extras); no egg-info, wheel, build/ or source copy"
 
 begin "toolkit image"
 toolkit=$work/toolkit

@@ -55,8 +55,10 @@ def test_the_base_contract_is_checked_first_and_the_image_keeps_only_the_install
                                                                  "FROM base"]  # fmt: skip
     final = steps[steps.index("FROM base") :]
     assert not any(line.startswith("COPY") and "--from=wheel" not in line for line in final)
-    assert any("pip install --no-cache-dir /tmp/sm_train-wheel/*.whl && rm -rf /tmp/sm_train-wheel" in line
-               for line in final)  # fmt: skip
+    install = "\n".join(lines[lines.index(next(line for line in final if "/tmp/sm_train-wheel/*.whl" in line)) :])
+    install = install[: install.index("\n\n")]  # the wheel installed with the image's extras, then removed
+    assert 'pip install --no-cache-dir "${wheel}${EXTRAS:+[${EXTRAS}]}"' in install
+    assert "rm -rf /tmp/sm_train-wheel" in install and 'ARG EXTRAS="peft,tensorboard"' in final
 
 
 def tree(tmp_path: Path, encoder: Path, **hps) -> object:
