@@ -54,10 +54,18 @@ def setup_logging() -> None:
     for name in ("", "transformers", "datasets"):  # the libraries write through handlers of their own
         for handler in logging.getLogger(name).handlers:
             stream = getattr(handler, "stream", None)
-            if stream is not None and hasattr(stream, "isatty") and stream.isatty():
+            if _is_terminal(stream):
                 handler.removeFilter(plain_text)
             else:
                 handler.addFilter(plain_text)
+
+
+def _is_terminal(stream: object) -> bool:
+    """A handler's stream is a terminal (False for a closed one: a library's handler may outlive its stream)."""
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _written(environment: sm_env.SageMakerEnv, checkpoints: Path) -> dict[str, Path]:

@@ -48,3 +48,13 @@ def test_a_trials_log_gives_the_objective_at_every_evaluation(tmp_path: Path, mo
     resolved = json.loads((job.output_data_dir / "sm_train_config.json").read_text())
     assert resolved["environment"]["tuning_objective"] == "eval_accuracy"
     assert resolved["training_args"]["metric_for_best_model"] == "accuracy"
+
+
+def test_a_trial_without_evaluation_data_fails_naming_its_objective(tmp_path: Path, monkeypatch, tiny_encoder):
+    data = {"train": write_rows(tmp_path / "data" / "train" / "train.jsonl", ROWS).parent}
+    hps = {"model_name_or_path": str(tiny_encoder), "epochs": 1}
+    job = make_tree(tmp_path, hps, data, extra={"_tuning_objective_metric": "eval_accuracy"})
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(job.root))
+    assert cli.main(["train"]) != 0
+    assert job.failure.startswith("The tuning objective eval_accuracy (evaluated every epoch) needs evaluation data")
+    assert not list(job.model_dir.iterdir())
