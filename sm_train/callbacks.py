@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from sm_train import checkpoint, collective, lora
+from sm_train import checkpoint, collective
 from sm_train.metrics import metric_lines
+from sm_train.sharded import is_adapted
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _write_missing_weights(args: TrainingArguments, model: Any, path: Path) -> N
     LoRA model's are its adapter and head, as Trainer writes them (peft's save_pretrained)."""
     if any((path / name).is_file() for name in checkpoint.WEIGHTS) or args.fsdp or args.deepspeed:
         return
-    if lora.is_adapted(model):
+    if is_adapted(model):
         model.save_pretrained(str(path))
         return
     from safetensors.torch import save_model

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +69,7 @@ def check(job: Any, args: Any) -> None:
     sharded = [
         name
         for name, used in (
-            ("SageMaker model parallel (mp_parameters)", parse_mp_parameters(_text(job.smp_parameters))),
+            ("SageMaker model parallel (mp_parameters)", parse_mp_parameters(job.smp_parameters)),
             ("FSDP (fsdp)", args.fsdp),
             ("DeepSpeed (deepspeed)", args.deepspeed),
         )
@@ -85,16 +83,6 @@ def check(job: Any, args: Any) -> None:
             "sharding settings, or set use_lora=false to shard a full fine-tuning.",
             key="use_lora",
         )
-
-
-def _text(value: Any) -> str | None:
-    return json.dumps(value) if isinstance(value, dict) else value
-
-
-def is_adapted(model: Any) -> bool:
-    """Whether the model is a peft model (peft is never imported to answer)."""
-    peft = sys.modules.get("peft")
-    return peft is not None and isinstance(model, peft.PeftModel)
 
 
 def heads(model: Any) -> list[str]:

@@ -131,13 +131,17 @@ def weights_problem(weights: Path, model: Any) -> str | None:
     return shapes_problem(saved, expected)
 
 
+def is_adapted(model: Any) -> bool:
+    """Whether the model is a peft model (use_lora); peft is never imported to answer: a peft model exists only once
+    peft was imported."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
+
+
 def _adapter_state(model: Any) -> dict[str, Any]:
     """The tensors a peft model saves (its adapters and the modules it trains in full), by their saved names; none
     for a model without adapters."""
-    peft = sys.modules.get("peft")  # a peft model exists only once peft was imported
-    if peft is None or not isinstance(model, peft.PeftModel):
-        return {}
-    return peft.get_peft_model_state_dict(model)
+    return sys.modules["peft"].get_peft_model_state_dict(model) if is_adapted(model) else {}
 
 
 def shapes_problem(saved: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> str | None:

@@ -18,6 +18,7 @@ from transformers import Trainer, default_data_collator
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from sm_train import lora
+from sm_train.sharded import is_adapted
 from sm_train.tasks.base import token_lengths
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class TrainerSeam(Trainer):
         otherwise save_model writes the adapter (adapter_config.json, adapter_model.safetensors, the head included)
         and the task's config.json goes beside it (lora.complete_adapter_dir).
         """
-        if merge_adapters and lora.is_adapted(self.model):
+        if merge_adapters and is_adapted(self.model):
             self.model = lora.merged(self.model)
         args = self.args  # the Trainer's own copy (training.build_trainer)
         each_node, args.save_on_each_node = args.save_on_each_node, False
@@ -147,7 +148,7 @@ class TrainerSeam(Trainer):
                 self.save_model(str(directory), _internal_call=True)
         finally:
             args.save_on_each_node = each_node
-        if lora.is_adapted(self.model) and args.should_save:
+        if is_adapted(self.model) and args.should_save:
             lora.complete_adapter_dir(self.model, directory)
 
 

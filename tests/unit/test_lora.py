@@ -22,6 +22,7 @@ from transformers import (
 from sm_train import checkpoint, cli, lora, sharded, trajectory
 from sm_train.callbacks import _write_missing_weights
 from sm_train.errors import ConfigError
+from sm_train.sharded import is_adapted
 from sm_train.tasks import TASKS
 from tests import tiny
 from tests.jobs import write_rows
@@ -233,7 +234,7 @@ def test_the_final_save_answers_as_the_adapter_model(tmp_path, tiny_encoder, mer
     assert {"config.json", "tokenizer.json"} <= files
     if merge:
         assert "model.safetensors" in files and not any(name.startswith("adapter_") for name in files)
-        assert not lora.is_adapted(trainer.model)  # a push after the save sends the merged model too
+        assert not is_adapted(trainer.model)  # a push after the save sends the merged model too
         saved = AutoModelForSequenceClassification.from_pretrained(str(directory)).eval()
     else:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= files and "model.safetensors" not in files
