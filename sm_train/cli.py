@@ -99,7 +99,7 @@ def inside_job(environ: Mapping[str, str]) -> bool:
     SM_INPUT_CONFIG_DIR), when SAGEMAKER_BASE_DIR names one (`local`, tests/jobs.py, a plain command line), under
     SageMaker's training toolkit (SM_TRAINING_ENV), and under a launcher (torchrun, mpirun), whose ranks must not
     refuse one by one."""
-    launched = any(k in sm_env.LAUNCHER_VARIABLES or k.startswith("OMPI_COMM_WORLD_") for k in environ)
+    launched = bool(sm_env.launcher_variables(environ))
     return (
         "SAGEMAKER_BASE_DIR" in environ
         or "SM_TRAINING_ENV" in environ

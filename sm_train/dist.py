@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sm_train.env import SageMakerEnv
+from sm_train.env import MPI_PREFIX, SageMakerEnv
 from sm_train.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 MASTER_PORT = 7777  # the port SageMaker's launchers use for the first host
-_MPI = "OMPI_COMM_WORLD_"
+_MPI = MPI_PREFIX
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,13 @@ LAUNCHER_VARIABLES = (
     "MASTER_ADDR",
     "MASTER_PORT",
 )
+MPI_PREFIX = "OMPI_COMM_WORLD_"  # Open MPI's variables for each rank (mpirun)
+
+
+def launcher_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The launcher's variables that are set: torchrun's (LAUNCHER_VARIABLES) and Open MPI's (OMPI_COMM_WORLD_*)."""
+    return {k: v for k, v in environ.items() if k in LAUNCHER_VARIABLES or k.startswith(MPI_PREFIX)}
+
 
 # What report_to=tensorboard and report_to=mlflow read (tracking.py): where event files go, the MLflow server,
 # experiment, run and tags, and whether the model is logged as artifacts. Credentials are left to MLflow itself.
@@ -273,7 +280,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> SageMakerEnv:
         num_cpus=_int_var(environ, "SM_NUM_CPUS", os.cpu_count() or 1),
         job_name=environ.get("TRAINING_JOB_NAME") or training_env.get("job_name") or None,
         local_rank=_int_var(environ, "LOCAL_RANK", 0),
-        launcher={k: v for k, v in environ.items() if k in LAUNCHER_VARIABLES or k.startswith("OMPI_COMM_WORLD_")},
+        launcher=launcher_variables(environ),
         training_env=training_env,
         resource_config=resource_config,
         input_data_config=input_data_config,

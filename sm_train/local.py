@@ -35,11 +35,10 @@ from sm_train import signals
 from sm_train.checkpoint import complete_checkpoints
 from sm_train.dialects import NO_VALUE, argv_items, normalize_key
 from sm_train.dist import replace_process, with_package_on_path
-from sm_train.env import LAUNCHER_VARIABLES, SageMakerEnv, from_environ
+from sm_train.env import SageMakerEnv, from_environ, launcher_variables
 from sm_train.errors import ConfigError, UserError
 from sm_train.local_rerun import set_aside, settle, wrote_model
 from sm_train.local_tree import REMOVE, Request, build_tree, check_root, is_tree
-from sm_train.uploads import warn_uploaded_clutter
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ def _view(root: Path, request: Request) -> Path:
 def prepare_tree(request: Request, command: str, root: Path | None = None) -> Path:
     """The tree the command runs in: an existing one, changed by what the request gives, or a new one. `check` never
     writes into an existing tree."""
-    root = root or (request.roots[0] if request.roots else default_root({}))
+    root = root or request.roots[0]
     check_root(root, command)  # before anything is written: a file, or a folder sm_train did not make, is refused
     if not is_tree(root) and not request.builds:
         raise UserError(
@@ -135,8 +134,8 @@ def prepare_tree(request: Request, command: str, root: Path | None = None) -> Pa
 
 def job_environment(environ: Mapping[str, str], root: Path) -> dict[str, str]:
     """The child's environment: this one without SageMaker's or a launcher's variables, pointed at the tree."""
-    dropped = ("SM_", "OMPI_COMM_WORLD_")
-    kept = {k: v for k, v in environ.items() if not k.startswith(dropped) and k not in LAUNCHER_VARIABLES}
+    launcher = launcher_variables(environ)
+    kept = {k: v for k, v in environ.items() if not k.startswith("SM_") and k not in launcher}
     return with_package_on_path(kept) | {"SAGEMAKER_BASE_DIR": str(root), "TRAINING_JOB_NAME": f"local-{root.name}"}
 
 
@@ -282,12 +281,9 @@ def require_resolvable_hosts(env: SageMakerEnv, environ: Mapping[str, str]) -> N
 
 def hand_over_to_toolkit(env: SageMakerEnv, environ: Mapping[str, str]) -> None:
     """Replace this process with the toolkit in script mode, as the Hugging Face training containers start it; outside
-    SageMaker only when the tree's hosts resolve (require_resolvable_hosts). A job that runs here warns first when its
-    source_dir (the code dir) carries local runs or virtualenvs."""
+    SageMaker only when the tree's hosts resolve (require_resolvable_hosts)."""
     command = toolkit_command(env)
     if command:
         require_resolvable_hosts(env, environ)
         logger.info("script mode (sagemaker_program=%s): SageMaker's training toolkit runs it", env.program)
         replace_process(command, environ)
-    elif env.local_rank == 0:
-        warn_uploaded_clutter(env.root / "code")

@@ -27,6 +27,7 @@ from sm_train import (
     tracking,
     training,
     trajectory,
+    uploads,
 )
 from sm_train.callbacks import SaveOrStop
 from sm_train.checkpoint import complete_checkpoints, load_problem, manifest, resolve_resume
@@ -145,6 +146,8 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
     """Train and/or evaluate, then save the model dir. Returns all results. `hardware`: the device described once by
     the entry point (the one description parsing used too)."""
     args = cfg.training_args
+    if env.local_rank == 0:  # once per host, in the processes the launcher started
+        uploads.warn_uploaded_clutter(env.root / "code")
     model_name = check_model_path(cfg.job.model_name_or_path)
     directory = Path(args.output_dir)
     dist.check_world(args, dist.topology(env))  # never N processes each training alone

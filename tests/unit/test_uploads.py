@@ -7,8 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from sm_train import local, local_tree
-from sm_train.env import from_environ
+from sm_train import cli, local_tree
 from sm_train.uploads import clutter, warn_uploaded_clutter
 
 
@@ -34,17 +33,18 @@ def test_local_run_trees_and_venvs_are_named(tmp_path) -> None:
     assert clutter(tmp_path / "code" / "sm_train") == []
 
 
-def test_the_job_warns_where_it_starts(tmp_path, caplog) -> None:
-    """The container or toolkit unpacked source_dir into <root>/code; the job running there warns once."""
+def test_the_job_warns_where_it_starts(tmp_path, monkeypatch, capsys) -> None:
+    """The container or toolkit unpacked source_dir into <root>/code; the job running there warns once (here a job
+    without data: it fails after the warning)."""
     source_dir(tmp_path / "code")
     (tmp_path / "input" / "config").mkdir(parents=True)
-    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": "1"}))
-    with caplog.at_level(logging.WARNING, logger="sm_train.uploads"):
-        local.hand_over_to_toolkit(from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)}), {})
-    [record] = caplog.records
-    assert f"source_dir (unpacked in {tmp_path / 'code'}) holds .venv (a virtualenv), " in record.message
-    assert ".sm_train/20250101-120000 (a local run tree)" in record.message
-    assert "uploaded to S3 with the code and unpacked into every job" in record.message
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"model_name_or_path": "m"}))
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    assert cli.main(["train"]) != 0
+    [record] = [line for line in capsys.readouterr().err.splitlines() if "WARNING sm_train.uploads" in line]
+    assert f"source_dir (unpacked in {tmp_path / 'code'}) holds .venv (a virtualenv), " in record
+    assert ".sm_train/20250101-120000 (a local run tree)" in record
+    assert "uploaded to S3 with the code and unpacked into every job" in record
 
 
 def test_no_warning_for_a_clean_source_dir(tmp_path, caplog) -> None:
