@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 POSITIVE = ("good", "great", "excellent", "wonderful", "love", "superb", "delightful", "brilliant")
 NEGATIVE = ("bad", "awful", "terrible", "boring", "hate", "dreadful", "poor", "horrible")
@@ -248,3 +249,13 @@ def pickled_weights(model: Path, directory: Path) -> Path:
     state = {**load_file(str(model / "model.safetensors")), "extra": fractions.Fraction(1, 3)}
     torch.save(state, directory / "pytorch_model.bin")
     return directory
+
+
+def splits(train: list[dict], evaluation: list[dict] | None = None) -> Any:
+    """Raw splits as a task's prepare() takes them: 'train', and 'eval' when given."""
+    from datasets import Dataset, DatasetDict
+
+    raw = {"train": Dataset.from_list(train)}
+    if evaluation is not None:
+        raw["eval"] = Dataset.from_list(evaluation)
+    return DatasetDict(raw)

@@ -212,7 +212,7 @@ def answer(served: Served, inputs: Any, parameters: dict[str, Any]) -> Any:
     for i, offsets in enumerate(encoded["offset_mapping"]):
         in_context = [s == (1 if right else 0) for s in encoded.sequence_ids(i)]
         spans.append(np.array([o if inside else (-1, -1) for o, inside in zip(offsets, in_context, strict=True)]))
-        features.append({name: encoded[name][i] for name in encoded if name in served.inputs})
+        features.append({name: encoded[name][i] for name in encoded})  # the model's inputs kept by _batches
     windows: list[list[tuple]] = [[] for _ in rows]
     done = 0
     for batch in _batches(served, features):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Value
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
@@ -193,6 +194,16 @@ def null_count(split: Dataset, column: str) -> int:
 
 def arrow_column(split: Dataset, column: str) -> Any:
     return split.select_columns([column]).with_format("arrow")[:].column(0)
+
+
+def is_list_type(kind: pa.DataType) -> bool:
+    """An Arrow list type of any kind (list, large list, fixed-size list)."""
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def labelled_splits(raw: DatasetDict, column: str) -> DatasetDict:
+    """The splits that carry `column` (labels, summaries): every split but a test set predicted without it."""
+    return DatasetDict({s: split for s, split in raw.items() if s != "test" or column in split.column_names})
 
 
 def require_text(raw: DatasetDict, columns: dict[str, str], drop_blank_in: str | None = None) -> DatasetDict:

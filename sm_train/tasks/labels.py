@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, Sequence
 
 from sm_train.catalog import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from sm_train.errors import DataError
-from sm_train.tasks.base import arrow_column, null_count
+from sm_train.tasks.base import arrow_column, is_list_type
 
 # A decimal number written as text: '0.5', '-3', '1e-3' (not 'nan' or 'inf', which are class names).
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -88,15 +87,12 @@ class Column:
         return "no row"
 
 
-def is_list_type(kind: pa.DataType) -> bool:
-    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-
-
 def read_column(split: Dataset, name: str, where: str) -> Column:
     """The shape and distinct labels of one split's label column; lists and single labels mixed fail, naming the
     first row of each (a CSV column can hold JSON lists as text beside plain text)."""
-    if is_list_type(arrow_column(split, name).type):
-        elements = pc.list_flatten(arrow_column(split, name))
+    column = arrow_column(split, name)
+    if is_list_type(column.type):
+        elements = pc.list_flatten(column)
         if elements.null_count:
             raise DataError(
                 f"Column {name!r} of the {where} data has lists of labels with empty (null) entries; remove them "
@@ -225,9 +221,10 @@ def class_names(feature: Any) -> list[str] | None:
 
 
 def has_labels(split: Dataset, column: str) -> bool:
-    if null_count(split, column) == len(split):
+    read = arrow_column(split, column)
+    if read.null_count == len(split):
         return False
-    if is_list_type(arrow_column(split, column).type):
+    if is_list_type(read.type):
         return True
     values = split.unique(column)
     if class_names(split.features[column]) is not None:

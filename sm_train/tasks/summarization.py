@@ -31,6 +31,7 @@ from sm_train.tasks.base import (
     capped_length,
     find_column,
     in_dataset_order,
+    labelled_splits,
     null_count,
     reference_split,
     require_columns,
@@ -92,9 +93,7 @@ class Summarization(Task):
             logger.info("the test data has no summaries in %r: predictions only, no test metrics", self.summary_column)
             kept = [c for c in test.column_names if c != self.summary_column]
             raw = DatasetDict({**raw, "test": test.select_columns(kept)})
-        summarized = DatasetDict(
-            {s: split for s, split in raw.items() if s != "test" or self.summary_column in split.column_names}
-        )
+        summarized = labelled_splits(raw, self.summary_column)
         require_columns(raw, [self.text_column], reference)
         require_columns(summarized, [self.summary_column], reference_split(summarized) if summarized else reference)
         # A blank summary teaches the model to stop at once, and scores ROUGE 0 in evaluation whatever it writes; a

@@ -23,6 +23,7 @@ from sm_train.tasks.base import (
     capped_length,
     find_column,
     in_dataset_order,
+    labelled_splits,
     reference_split,
     require_columns,
     require_text,
@@ -70,9 +71,7 @@ class TextClassification(ClassificationLabels, Task):
             if self.args.text_pair_column:
                 pair = find_column(reference, self.args.text_pair_column, (), "text_pair_column", where)
                 texts[pair] = "text_pair_column"
-        labelled = DatasetDict(
-            {s: split for s, split in raw.items() if s != "test" or self.label_column in split.column_names}
-        )
+        labelled = labelled_splits(raw, self.label_column)
         require_columns(raw, [*inputs, *texts], where)
         require_columns(labelled, [self.label_column], reference_split(labelled) if labelled else where)
         raw = require_text(raw, texts)

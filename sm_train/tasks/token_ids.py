@@ -9,15 +9,15 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from sm_train.errors import DataError
-from sm_train.tasks.base import arrow_column
+from sm_train.tasks.base import arrow_column, is_list_type
 
 
 def check_token_ids(split: Dataset, where: str, tokenizer: PreTrainedTokenizerBase | None, limit: int) -> None:
     """Pre-tokenized rows hold lists of integers; with a tokenizer, ids inside its vocabulary and rows no longer
     than max_length: the model would fail at its first step with an IndexError. Read by Arrow, not row by row."""
     column = arrow_column(split, "input_ids")
-    kind, lists = column.type, (pa.ListType, pa.LargeListType, pa.FixedSizeListType)
-    if not isinstance(kind, lists) or not pa.types.is_integer(kind.value_type):
+    kind = column.type
+    if not is_list_type(kind) or not pa.types.is_integer(kind.value_type):
         raise DataError(
             f"Column 'input_ids' of the {where} data is of type {kind}, not lists of integer token ids. Save the "
             "tokenized data as JSON lines, parquet or a save_to_disk folder (CSV holds the lists as text), or "

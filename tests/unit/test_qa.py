@@ -289,20 +289,13 @@ def test_answers_with_unequal_texts_and_offsets_fail(answers, texts, starts) -> 
 SECRET = "s3cr3t-row-content"  # data that must never reach a failure reason
 
 
-def raw_splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
-    raw = {"train": Dataset.from_list(train)}
-    if evaluation is not None:
-        raw["eval"] = Dataset.from_list(evaluation)
-    return DatasetDict(raw)
-
-
 def test_blank_qa_contexts_are_dropped_from_training_and_evaluation(tokenizer, caplog) -> None:
     rows = tiny.qa_rows(6)
     train = [{**r, "context": ""} if i == 2 else r for i, r in enumerate(rows)]
     evaluation = [{**r, "context": "   "} if i == 4 else r for i, r in enumerate(rows)]
     qa = task(tokenizer)
     caplog.set_level(logging.WARNING)
-    raw = qa.prepare(raw_splits(train, evaluation))
+    raw = qa.prepare(tiny.splits(train, evaluation))
     assert "dropping 1 of 6 train rows whose 'context' is empty" in caplog.text
     assert "dropping 1 of 6 eval rows whose 'context' is empty" in caplog.text
     assert rows[2]["id"] not in raw["train"]["id"] and rows[4]["id"] not in raw["eval"]["id"]
@@ -316,14 +309,14 @@ def test_mostly_blank_qa_contexts_fail(tokenizer) -> None:
     with pytest.raises(
         DataError, match=r"Column 'context' of the train data is empty .* 2 of 3 rows; .*context_column"
     ):
-        task(tokenizer).prepare(raw_splits(rows))
+        task(tokenizer).prepare(tiny.splits(rows))
 
 
 def test_a_context_without_tokens_labels_no_answer(tokenizer) -> None:
     """Below the row check: a window with no context tokens gets the CLS label instead of an IndexError."""
     rows = tiny.qa_rows(2)
     qa = task(tokenizer)
-    qa.prepare(raw_splits(rows))
+    qa.prepare(tiny.splits(rows))
     blank = Dataset.from_list([{**rows[0], "context": " \t "}])
     cls = tokenizer.cls_token_id
     for training in (True, False):
@@ -347,5 +340,5 @@ def test_unreadable_qa_answers_are_not_quoted(tokenizer) -> None:
     rows[1] = {**rows[1], "answers": json.dumps({"text": ["red"], "answer_start": [SECRET]})}
     rows[0] = {**rows[0], "answers": json.dumps(rows[0]["answers"])}
     with pytest.raises(DataError, match=r"Row 'q0-1': cannot read column 'answers'") as caught:
-        task(tokenizer).prepare(raw_splits(rows))
+        task(tokenizer).prepare(tiny.splits(rows))
     assert SECRET not in str(caught.value)

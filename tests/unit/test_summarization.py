@@ -187,15 +187,8 @@ def test_lengths_must_be_positive() -> None:
 # Blank summaries: dropped with a count, and all blank fails.
 
 
-def raw_splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
-    raw = {"train": Dataset.from_list(train)}
-    if evaluation is not None:
-        raw["eval"] = Dataset.from_list(evaluation)
-    return DatasetDict(raw)
-
-
 def test_all_blank_summaries_fail(tokenizer) -> None:
-    raw = raw_splits([{"dialogue": f"d{i}", "summary": s} for i, s in enumerate(["", "  ", "\n"])])
+    raw = tiny.splits([{"dialogue": f"d{i}", "summary": s} for i, s in enumerate(["", "  ", "\n"])])
     with pytest.raises(DataError, match=r"Column 'summary' of the train data is empty or only whitespace in 3 of 3"):
         Summarization(SummarizationArgs(), tokenizer).prepare(raw)
 
@@ -207,7 +200,7 @@ def test_blank_summaries_are_dropped_with_a_count(tokenizer, caplog) -> None:
         {"dialogue": "e1", "summary": "s"},
         {"dialogue": "e2", "summary": "t"},
     ]
-    raw = raw_splits(train, evaluation)
+    raw = tiny.splits(train, evaluation)
     caplog.set_level(logging.WARNING)
     prepared = Summarization(SummarizationArgs(), tokenizer).prepare(raw)
     assert len(raw["train"]) == 6 and len(raw["eval"]) == 3  # the given splits are not changed

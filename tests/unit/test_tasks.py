@@ -366,13 +366,6 @@ def test_empty_values_are_counted_and_their_rows_named() -> None:
 # Text columns hold strings, in every task; blank or NaN labels are missing values, not a class.
 
 
-def raw_splits(train: list[dict], evaluation: list[dict] | None = None) -> DatasetDict:
-    raw = {"train": Dataset.from_list(train)}
-    if evaluation is not None:
-        raw["eval"] = Dataset.from_list(evaluation)
-    return DatasetDict(raw)
-
-
 def test_a_parquet_list_column_is_not_text(tmp_path, tokenizer) -> None:
     rows = [{"text": ["a", "b"], "label": i % 2} for i in range(4)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
@@ -405,14 +398,14 @@ def test_a_parquet_list_column_is_not_text(tmp_path, tokenizer) -> None:
     ],
 )
 def test_text_columns_must_be_strings(tokenizer, task, args, train, column) -> None:
-    raw = raw_splits(train, train)
+    raw = tiny.splits(train, train)
     with pytest.raises(DataError, match=rf"Column '{column}' of the train data is of type .+, not text"):
         task(task.Args(**args), tokenizer).prepare(raw)
 
 
 def test_evaluation_text_columns_are_checked_too(tokenizer) -> None:
     evaluation = [{"text": ["x"], "label": "a"}]
-    raw = raw_splits([{"text": "x", "label": "a"}, {"text": "y", "label": "b"}], evaluation)
+    raw = tiny.splits([{"text": "x", "label": "a"}, {"text": "y", "label": "b"}], evaluation)
     with pytest.raises(DataError, match=r"Column 'text' of the eval data is of type list<"):
         TextClassification(TextClassificationArgs(), tokenizer).prepare(raw)
 
@@ -424,7 +417,7 @@ def test_blank_or_nan_labels_are_missing_not_a_class(tokenizer, empty) -> None:
         rows = [{**r, "label": float(i % 2)} for i, r in enumerate(rows)]
     rows[2] = {**rows[2], "label": empty}
     with pytest.raises(DataError, match=r"Column 'label' of the train data has 1 empty labels \(blank text or NaN\)"):
-        TextClassification(TextClassificationArgs(), tokenizer).prepare(raw_splits(rows))
+        TextClassification(TextClassificationArgs(), tokenizer).prepare(tiny.splits(rows))
 
 
 def test_labels_named_like_missing_values_stay_labels_blank_ones_do_not(tmp_path, tokenizer) -> None:
