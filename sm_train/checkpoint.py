@@ -31,7 +31,7 @@ STATE_FILE = "trainer_state.json"
 MANIFEST = "sm_train_checkpoint.json"
 INCOMPLETE_DIR = "incomplete"  # where torn checkpoints are moved aside (not named checkpoint-*)
 SUPERSEDED_DIR = "superseded"  # where resume=never moves an earlier run's checkpoints (kept, never deleted)
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", sharded.ADAPTER_WEIGHTS)
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt")
 ADAPTER_CONFIG = "adapter_config.json"  # beside adapter_model.safetensors: peft reads the adapter's shape from it
 

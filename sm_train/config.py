@@ -236,7 +236,7 @@ def _typed(
         job, task_args, training_args = parser.parse_args_into_dataclasses(args=tokens, look_for_args_file=False)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"Invalid training arguments: {e}") from e
-    validate(job, task_args, training_args)
+    validate(job, task_args, training_args, env.tracking)
     logger.info(
         "hyperparameters (%s): %s", env.hyperparameters_source, json.dumps(redact_mapping(values), default=str)
     )

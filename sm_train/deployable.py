@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 NOT_DEPLOYABLE = ("training_args.bin",)
 
 
-def make_deployable(model_dir: Path, model_input_names: list[str], task: Any = None, args: Any = None) -> None:
+def make_deployable(model_dir: Path, model_input_names: list[str], task: Any, args: Any) -> None:
     """Remove non-model files, make the tokenizer load on transformers 4.x as it ran in training, and write the
     serving module for the job's task and training arguments (write_serving).
 
@@ -39,8 +39,7 @@ def make_deployable(model_dir: Path, model_input_names: list[str], task: Any = N
             logger.info("tokenizer_class %s written as PreTrainedTokenizerFast for transformers 4.x", tokenizer_class)
         config.setdefault("model_input_names", list(model_input_names))
         config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if task is not None:
-        write_serving(model_dir, task, args)
+    write_serving(model_dir, task, args)
 
 
 # The settings code/inference.py answers with, by their hyperparameter names: the token limit (the task's
@@ -53,7 +52,7 @@ SERVED = {
 }  # fmt: skip
 
 
-def write_serving(model_dir: Path, task: Any, args: Any = None) -> None:
+def write_serving(model_dir: Path, task: Any, args: Any) -> None:
     """code/inference.py (sm_train/serving/inference.py as it is: the toolkit loads it in place of its pipeline) and
     code/serving.json, the settings the job's evaluation used: token limits, QA windows and span search, the T5
     prefix (config.json's), the precision and evaluation batch size. No code/requirements.txt: the module needs
@@ -63,14 +62,15 @@ def write_serving(model_dir: Path, task: Any, args: Any = None) -> None:
         logger.info("task %s: no code/inference.py (it serves the shipped tasks only)", task.name)
         return
     limit, names = SERVED[task.name]
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    half = ("bf16" if args.bf16 else "fp16" if args.fp16 else None) if args else None
+    half = "bf16" if args.bf16 else "fp16" if args.fp16 else None
     settings = {"task": task.name, limit: task.max_length, **{name: getattr(task.args, name) for name in names}}
-    settings |= {"prefix": config.get("prefix") or ""} if task.name == "summarization" else {}
+    if task.name == "summarization":  # config.json's prefix (T5's "summarize: "), which the job's inputs carried
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        settings["prefix"] = config.get("prefix") or ""
     settings |= {
         "precision": half or "fp32",
         "full_eval": bool(half and getattr(args, f"{half}_full_eval", False)),
-        "batch_size": getattr(args, "per_device_eval_batch_size", 8),
+        "batch_size": args.per_device_eval_batch_size,
         "versions": {k: v for k, v in versions().items() if k in ("sm_train", "transformers", "torch")},
     }
     source = (resources.files("sm_train") / "serving" / "inference.py").read_text(encoding="utf-8")

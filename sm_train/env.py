@@ -79,9 +79,8 @@ TRACKING_VARIABLES = ("TENSORBOARD_LOGGING_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_
                       "HF_MLFLOW_LOG_ARTIFACTS")  # fmt: skip
 
 
-def tracking_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The TRACKING_VARIABLES that are set and not empty (default: os.environ)."""
-    environ = os.environ if environ is None else environ
+def tracking_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The TRACKING_VARIABLES that are set and not empty."""
     return {name: environ[name] for name in TRACKING_VARIABLES if environ.get(name)}
 
 

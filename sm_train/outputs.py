@@ -52,7 +52,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_results(
-    directories: Iterable[Path], train: Mapping[str, Any], evaluation: Mapping[str, Any], test: Mapping[str, Any] = {}
+    directories: Iterable[Path], train: Mapping[str, Any], evaluation: Mapping[str, Any], test: Mapping[str, Any]
 ) -> None:
     """train_results.json, eval_results.json, test_results.json and all_results.json, as the transformers example
     scripts name them."""
@@ -143,7 +143,7 @@ def write_all(
     train: Mapping[str, Any],
     evaluation: Mapping[str, Any],
     resumed_from: str | None,
-    test: Mapping[str, Any] = {},
+    test: Mapping[str, Any],
 ) -> None:
     """Results, the resolved configuration and the model card (rank 0, after the model is saved)."""
     write_results((env.model_dir, env.output_data_dir), train, evaluation, test)

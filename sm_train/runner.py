@@ -66,10 +66,7 @@ def _preprocess(
         if key and env.local_rank == 0:
             cache.save(root, key, datasets)
     if "eval" in raw:
-        # Longest first: batches of similar lengths pad little, and memory runs out (if it does) at once.
-        order = length_order(datasets["eval"])
-        datasets["eval"] = datasets["eval"].select(order)
-        task.set_eval(raw["eval"], datasets["eval"], order)
+        datasets["eval"] = _evaluated(task, raw, datasets, "eval")
     return datasets
 
 
@@ -209,7 +206,7 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
         eval_predictions, test_results, test_predictions = evaluations.last, {}, None
         if "test" in raw:
             test_results, test_predictions = training.predict(
-                trainer, _test_features(task, raw, datasets), evaluations
+                trainer, _evaluated(task, raw, datasets, "test"), evaluations
             )
             test_results["test_samples"] = len(raw["test"])
 
@@ -227,10 +224,11 @@ def run(cfg: Config, env: SageMakerEnv, hardware: device.DeviceInfo) -> dict[str
     return {**train_results, **eval_results, **test_results}
 
 
-def _test_features(task: Task, raw: Any, datasets: dict[str, Any]) -> Any:
-    """The test set's features longest first, as evaluation's, and the task's evaluation state set to its rows
-    (set_eval): after the final evaluation, so score now maps test predictions back."""
-    order = length_order(datasets["test"])
-    features = datasets["test"].select(order)
-    task.set_eval(raw["test"], features, order)
+def _evaluated(task: Task, raw: Any, datasets: dict[str, Any], split: str) -> Any:
+    """The split's features longest first (batches of similar lengths pad little, and memory runs out, if it does,
+    at once), and the task's evaluation state set to its rows (set_eval), so score maps predictions back. The test
+    set's after the final evaluation."""
+    order = length_order(datasets[split])
+    features = datasets[split].select(order)
+    task.set_eval(raw[split], features, order)
     return features

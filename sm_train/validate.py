@@ -4,14 +4,13 @@ for push_to_hub, after training): checked right after parsing."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
 from transformers import TrainingArguments
 
 from sm_train import lora
-from sm_train.env import tracking_variables
 from sm_train.errors import ConfigError, require_at_least
 
 # Ranges the libraries impose on a field, found by them only deep inside a run: (lowest, a bound below which the
@@ -57,8 +56,9 @@ def _check_numbers(*dataclass_objects: Any) -> None:
                 raise ConfigError(f"Hyperparameter '{item.name}' must be {span} ({why}), got {value}.", key=item.name)
 
 
-def validate(job: Any, task_args: Any, args: TrainingArguments) -> None:
-    """Values HfArgumentParser types correctly but Trainer would only reject deep inside a run."""
+def validate(job: Any, task_args: Any, args: TrainingArguments, tracking: Mapping[str, str]) -> None:
+    """Values HfArgumentParser types correctly but Trainer would only reject deep inside a run. `tracking`: the
+    report_to integrations' variables the environment has (env.tracking)."""
     _check_numbers(job, task_args, args)
     require_at_least(
         1,
@@ -102,7 +102,7 @@ def validate(job: Any, task_args: Any, args: TrainingArguments) -> None:
             "0 keeps every checkpoint.",
             key="save_total_limit",
         )
-    _check_report_to(args.report_to)
+    _check_report_to(args.report_to, tracking)
     lora.check(job, args)  # use_lora: peft installed and new enough, no sharded training
     if args.push_to_hub:
         _check_push_to_hub(args)
@@ -116,7 +116,7 @@ _INTEGRATIONS = {
 }
 
 
-def _check_report_to(report_to: Iterable[str] | None) -> None:
+def _check_report_to(report_to: Iterable[str] | None, tracking: Mapping[str, str]) -> None:
     """An integration whose package is missing fails when Trainer is built, after the model loaded; an MLflow server
     the job cannot use (SageMaker's managed MLflow without its plugin), once training is about to start."""
     from transformers.integrations import integration_utils
@@ -139,7 +139,7 @@ def _check_report_to(report_to: Iterable[str] | None) -> None:
                 "report_to."
             )
     if "mlflow" in (report_to or ()):
-        mlflow_run.check_mlflow(tracking_variables())
+        mlflow_run.check_mlflow(tracking)
 
 
 def _check_push_to_hub(args: TrainingArguments) -> None:

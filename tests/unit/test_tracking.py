@@ -99,11 +99,10 @@ def test_mlflow_variables_a_run_cannot_use_are_refused(variables: dict[str, str]
         mlflow_run.check_mlflow(variables)
 
 
-def test_parsing_refuses_the_arn_without_the_plugin(tmp_path: Path, monkeypatch, no_plugin) -> None:
+def test_parsing_refuses_the_arn_without_the_plugin(tmp_path: Path, no_plugin) -> None:
     """At parse time, before any data or model loads (validate.py); only for a job that reports to MLflow."""
     pytest.importorskip("mlflow")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", ARN)
-    env = environment(tmp_path)
+    env = environment(tmp_path, MLFLOW_TRACKING_URI=ARN)
     config(env, report_to="tensorboard")
     with pytest.raises(ConfigError, match="needs the sagemaker-mlflow package"):
         config(env, report_to="mlflow")
